@@ -1,1 +1,27 @@
+//! A SocketCluster-compatible frontend node.
+//!
+//! The node holds client WebSockets, speaks SocketCluster protocol v2 (JSON
+//! or `sc-codec-min-bin`), authenticates with HS256 tokens, asks the
+//! application's [`acl::AccessControl`] hooks before every action, runs the
+//! application's custom-event [`handlers`], and fans publishes out to local
+//! subscribers through the [`hub`]. `main.rs` only parses flags and calls
+//! [`Frontend::bind`] then [`Frontend::run`]; tests do the same in-process.
 
+pub mod acl;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod hub;
+pub mod node;
+pub mod outbox;
+pub mod registry;
+pub mod server;
+mod session;
+pub mod stats;
+
+pub use config::{Args, Config};
+pub use node::{App, Node};
+pub use server::Frontend;

@@ -1,1 +1,101 @@
-fn main(){}
+//! `frontend`: parses flags, sets up logging and signals, runs the node.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use frontend::acl::{AllowAll, AuthRequiredPrefixes};
+use frontend::{demo, App, Args, Config, Frontend};
+use protocol::Codec;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if args.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
+    let config = match Config::try_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("frontend: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Each socket is a file descriptor: use all the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, "open-files limit"),
+        Err(e) => warn!(error = %e, "could not raise the open-files limit"),
+    }
+
+    let mut app = App::default();
+    if !config.auth_required_prefixes.is_empty() {
+        app.acl = Arc::new(AuthRequiredPrefixes::new(config.auth_required_prefixes.clone()));
+    } else {
+        app.acl = Arc::new(AllowAll);
+    }
+    if args.demo_rpc {
+        warn!("--demo-rpc: `login` gives a token to anyone; for trials and tests only");
+        app.handlers = demo::handlers();
+    }
+
+    let node = match Frontend::bind(config, app).await {
+        Ok(n) => n,
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(path) = &args.ports_file {
+        if let Err(e) = write_ports_file(path, &node) {
+            error!(error = %e, path = %path.display(), "cannot write the ports file");
+            return ExitCode::from(1);
+        }
+    }
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    node.run(shutdown).await;
+    info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT; a second one exits at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: draining"),
+        _ = int.recv() => info!("SIGINT: draining"),
+    }
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    warn!("second signal: exiting now");
+    std::process::exit(130);
+}
+
+/// Writes `{"json":"host:port","min_bin":"host:port"}` atomically (temp file, then rename).
+fn write_ports_file(path: &std::path::Path, node: &Frontend) -> std::io::Result<()> {
+    let mut ports = serde_json::Map::new();
+    for (codec, addr) in node.local_addrs() {
+        let key = match codec {
+            Codec::Json => "json",
+            Codec::MinBin => "min_bin",
+        };
+        ports.entry(key).or_insert_with(|| addr.to_string().into());
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::Value::Object(ports).to_string())?;
+    std::fs::rename(&tmp, path)
+}
