@@ -32,6 +32,17 @@ process.on('exit', () => {
 
 let serial = 0;
 
+// The frontend also reads its settings from SOCKETCLUSTER_* / FRONTEND_*
+// environment variables; drop them so only the flags below apply.
+function childEnv() {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^(SOCKETCLUSTER_|FRONTEND_)/.test(k)) continue;
+    env[k] = v;
+  }
+  return env;
+}
+
 function parseHostPort(value, what) {
   const m = /^(.*):(\d+)$/.exec(String(value));
   if (!m) throw new Error(`ports file: ${what} is not "host:port": ${JSON.stringify(value)}`);
@@ -110,7 +121,7 @@ export class FrontendServer {
 
     const child = spawn(FRONTEND_BIN, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: process.env,
+      env: childEnv(),
     });
     this.child = child;
     live.add(child);

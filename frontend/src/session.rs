@@ -39,7 +39,7 @@ use crate::auth::{now_secs, AuthToken};
 use crate::handlers::{Context, SocketAction};
 use crate::hub::{Subscribed, Unsubscribed};
 use crate::node::Node;
-use crate::outbox::{Outgoing, Publication, SessionHandle};
+use crate::outbox::{Control, Outgoing, Publication, SessionHandle};
 use crate::stats::Refusal;
 use rate::TokenBucket;
 
@@ -87,6 +87,10 @@ struct Session {
     rate_strikes: u32,
     last_heard: Instant,
     pending: Vec<Pending>,
+    /// Close requests from other tasks (slow consumer, kick, logout).
+    control: Arc<Control>,
+    /// This socket's outbound queue (publications, kicks).
+    rx: mpsc::Receiver<Outgoing>,
 }
 
 pub(crate) async fn run<S>(mut ws: WebSocketStream<S>, p: Params)
@@ -95,7 +99,7 @@ where
 {
     let node = p.node;
     let limits = node.config.limits.clone();
-    let (handle, mut rx, control) = SessionHandle::new(node.next_socket_id(), limits.outbound_queue);
+    let (handle, rx, control) = SessionHandle::new(node.next_socket_id(), limits.outbound_queue);
     node.registry.insert(handle.clone());
     node.stats.sockets_open.fetch_add(1, Ordering::Relaxed);
     tracing::Span::current().record("socket", handle.id);
@@ -113,6 +117,8 @@ where
         rate_strikes: 0,
         last_heard: Instant::now(),
         pending: Vec::new(),
+        control: control.clone(),
+        rx,
         node,
     };
     let handshake_deadline = tokio::time::sleep(s.node.config.handshake_timeout);
@@ -127,8 +133,8 @@ where
             () = p.shutdown.cancelled() => Flow::Close(codes::RESTART),
             code = control.close_requested() => Flow::Close(code),
             msg = ws.next() => s.on_message(msg).await,
-            item = rx.recv() => match item {
-                Some(item) => { s.on_outgoing(item, &mut rx); Flow::Continue }
+            item = s.rx.recv() => match item {
+                Some(item) => { s.on_outgoing(item); Flow::Continue }
                 None => Flow::Gone,
             },
             _ = ping.tick(), if s.handshaken => s.on_ping_tick(),
@@ -228,7 +234,16 @@ impl Session {
             }
             ws.flush().await
         };
-        match tokio::time::timeout(self.node.config.ping_timeout, write).await {
+        let written = tokio::select! {
+            r = tokio::time::timeout(self.node.config.ping_timeout, write) => r,
+            // Stuck writing while the queue overflowed: a close frame could not get through either.
+            code = self.control.close_requested() => {
+                debug!(code = code.code, "close requested while the peer is not reading; dropping the connection");
+                stats.refuse(Refusal::SlowConsumer);
+                return Err(());
+            }
+        };
+        match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 debug!(error = %e, "write failed");
@@ -487,6 +502,13 @@ impl Session {
         self.node.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
         let publication = Publication::new(channel.into(), data);
         self.node.hub.publish(&publication);
+        if self.subscriptions.contains(&publication.channel) {
+            // SocketCluster delivers a publisher its own message before the
+            // ack: take what is queued for this socket, our copy included, now.
+            while let Ok(item) = self.rx.try_recv() {
+                self.outgoing(item);
+            }
+        }
         Ok(())
     }
 
@@ -566,10 +588,10 @@ impl Session {
         }
     }
 
-    fn on_outgoing(&mut self, first: Outgoing, rx: &mut mpsc::Receiver<Outgoing>) {
+    fn on_outgoing(&mut self, first: Outgoing) {
         self.outgoing(first);
         for _ in 1..OUTBOUND_PER_TURN {
-            match rx.try_recv() {
+            match self.rx.try_recv() {
                 Ok(item) => self.outgoing(item),
                 Err(_) => break,
             }
