@@ -29,7 +29,10 @@ pub enum Verdict<T> {
 /// The socket an action comes from.
 #[derive(Clone, Copy, Debug)]
 pub struct SocketInfo<'a> {
+    /// The id the client sees (`socket.id`).
     pub id: &'a str,
+    /// The node-local number that [`crate::registry::Registry`] and the hub use.
+    pub key: u64,
     pub remote: SocketAddr,
     pub codec: Codec,
     pub auth: Option<&'a AuthToken>,
@@ -132,14 +135,16 @@ mod tests {
     use super::*;
 
     fn socket(auth: Option<&AuthToken>) -> SocketInfo<'_> {
-        SocketInfo { id: "s", remote: SocketAddr::from(([127, 0, 0, 1], 1)), codec: Codec::Json, auth }
+        SocketInfo { id: "s", key: 1, remote: SocketAddr::from(([127, 0, 0, 1], 1)), codec: Codec::Json, auth }
     }
 
     #[tokio::test]
     async fn prefixed_channels_need_auth_and_others_do_not() {
         let acl = AuthRequiredPrefixes::new(vec!["private/".into()]);
         let token = AuthToken { signed: String::new(), claims: Map::new() };
-        assert!(matches!(acl.subscribe(socket(None), "private/x", None).await, Verdict::Block(e) if e.name == "AuthRequiredError"));
+        assert!(
+            matches!(acl.subscribe(socket(None), "private/x", None).await, Verdict::Block(e) if e.name == "AuthRequiredError")
+        );
         assert!(matches!(acl.publish_in(socket(None), "private/x", None).await, Verdict::Block(_)));
         assert_eq!(acl.subscribe(socket(None), "public/x", None).await, Verdict::Allow);
         assert_eq!(acl.subscribe(socket(Some(&token)), "private/x", None).await, Verdict::Allow);

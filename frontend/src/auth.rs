@@ -83,9 +83,7 @@ impl TokenAuth {
     /// Checks a signed token. The error is the one SocketCluster sends.
     pub fn verify(&self, signed: &str, now: i64) -> Result<AuthToken, ScError> {
         let data = jsonwebtoken::decode::<Map<String, Value>>(signed, &self.decoding, &self.validation)
-            .map_err(|e| {
-                ScError::new(names::AUTH_TOKEN_INVALID, invalid_reason(&e)).with("isBadToken", true)
-            })?;
+            .map_err(|e| ScError::new(names::AUTH_TOKEN_INVALID, invalid_reason(&e)).with("isBadToken", true))?;
         let token = AuthToken { signed: signed.to_owned(), claims: data.claims };
         if let Some(exp) = token.expiry() {
             if exp <= now {

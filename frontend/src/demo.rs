@@ -15,11 +15,7 @@ pub fn handlers() -> Handlers {
     let mut h = Handlers::new();
     h.register_fn("echo", |_, data| Ok(data));
     h.register_fn("fail", |_, data| {
-        let message = data
-            .as_ref()
-            .and_then(|d| d.get("message"))
-            .and_then(Value::as_str)
-            .unwrap_or("demo failure");
+        let message = data.as_ref().and_then(|d| d.get("message")).and_then(Value::as_str).unwrap_or("demo failure");
         Err(ScError::new("DemoError", message))
     });
     h.register_fn("login", |ctx, data| {

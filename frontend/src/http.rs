@@ -96,7 +96,13 @@ fn classify(req: &httparse::Request<'_, '_>, ws_path: &str, leftover: Vec<u8>) -
 }
 
 /// Answers a plain HTTP request and leaves the connection to be closed.
-pub async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, reason: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+pub async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -145,7 +151,10 @@ mod tests {
     #[tokio::test]
     async fn health_and_bad_requests() {
         assert!(matches!(classify_bytes("GET /health HTTP/1.1\r\n\r\n").await, Request::Health));
-        assert!(matches!(classify_bytes("GET /socketcluster/ HTTP/1.1\r\n\r\n").await, Request::Refuse { status: 400, .. }));
+        assert!(matches!(
+            classify_bytes("GET /socketcluster/ HTTP/1.1\r\n\r\n").await,
+            Request::Refuse { status: 400, .. }
+        ));
         assert!(matches!(classify_bytes("\x01\x02garbage\r\n\r\n").await, Request::Refuse { status: 400, .. }));
         let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(10_000));
         assert!(matches!(classify_bytes(&huge).await, Request::Refuse { status: 431, .. }));

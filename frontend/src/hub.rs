@@ -55,10 +55,7 @@ impl Default for Hub {
 impl Hub {
     #[must_use]
     pub fn new(shards: usize) -> Self {
-        Self {
-            shards: (0..shards.max(1)).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
-        }
+        Self { shards: (0..shards.max(1)).map(|_| Mutex::new(HashMap::new())).collect(), hasher: RandomState::new() }
     }
 
     fn shard(&self, channel: &str) -> MutexGuard<'_, Shard> {

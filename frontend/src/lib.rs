@@ -23,5 +23,11 @@ mod session;
 pub mod stats;
 
 pub use config::{Args, Config};
+
+/// An app with the demonstration RPCs and no access control, for trials and tests.
+#[must_use]
+pub fn demo_app() -> App {
+    App { handlers: demo::handlers(), ..App::default() }
+}
 pub use node::{App, Node};
 pub use server::Frontend;

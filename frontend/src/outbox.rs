@@ -46,7 +46,10 @@ impl Publication {
 pub enum Outgoing {
     Publication(Arc<Publication>),
     /// Remove the socket from a channel and tell it with `#kickOut`.
-    KickOut { channel: String, message: Option<String> },
+    KickOut {
+        channel: String,
+        message: Option<String>,
+    },
 }
 
 /// Out-of-band requests to a socket's task: they must get through even when

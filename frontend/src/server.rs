@@ -79,7 +79,13 @@ impl Frontend {
     }
 }
 
-async fn accept_loop(listener: TcpListener, codec: Codec, node: Arc<Node>, shutdown: CancellationToken, tracker: TaskTracker) {
+async fn accept_loop(
+    listener: TcpListener,
+    codec: Codec,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
@@ -108,7 +114,13 @@ async fn accept_loop(listener: TcpListener, codec: Codec, node: Arc<Node>, shutd
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, codec: Codec, node: Arc<Node>, shutdown: CancellationToken) {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    codec: Codec,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let head = tokio::select! {
         () = shutdown.cancelled() => return,

@@ -178,7 +178,13 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, c
 
 impl Session {
     fn info(&self) -> SocketInfo<'_> {
-        SocketInfo { id: &self.id, remote: self.remote, codec: self.codec, auth: self.auth.as_ref() }
+        SocketInfo {
+            id: &self.id,
+            key: self.handle.id,
+            remote: self.remote,
+            codec: self.codec,
+            auth: self.auth.as_ref(),
+        }
     }
 
     fn push(&mut self, packet: Outbound<'_>) {
@@ -198,7 +204,10 @@ impl Session {
     /// Writes what this turn produced: consecutive packets are joined into
     /// batches, then everything goes out with one flush. A peer that does
     /// not take the bytes within `pingTimeout` is dropped.
-    async fn write_pending<S: AsyncRead + AsyncWrite + Unpin>(&mut self, ws: &mut WebSocketStream<S>) -> Result<(), ()> {
+    async fn write_pending<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+    ) -> Result<(), ()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -449,8 +458,9 @@ impl Session {
         }
         if channel.len() > max {
             self.node.stats.refuse(Refusal::LimitExceeded);
-            return Err(ScError::new(names::LIMIT_EXCEEDED, format!("channel name longer than {max} bytes"))
-                .with("limit", max));
+            return Err(
+                ScError::new(names::LIMIT_EXCEEDED, format!("channel name longer than {max} bytes")).with("limit", max)
+            );
         }
         Ok(())
     }
@@ -609,7 +619,9 @@ impl Session {
                 let bytes = if acl.filters_publish_out() {
                     match acl.publish_out(self.info(), &p.channel, p.data.as_ref()) {
                         Verdict::Allow => p.encoded(self.codec, &self.node.stats.publish_encodes),
-                        Verdict::Rewrite(v) => self.codec.encode(&Outbound::Publish { channel: &p.channel, data: Some(&v) }),
+                        Verdict::Rewrite(v) => {
+                            self.codec.encode(&Outbound::Publish { channel: &p.channel, data: Some(&v) })
+                        }
                         Verdict::Block(_) => return,
                     }
                 } else {

@@ -35,11 +35,7 @@ pub struct ScError {
 
 impl ScError {
     pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            message: message.into(),
-            extra: Map::new(),
-        }
+        Self { name: name.into(), message: message.into(), extra: Map::new() }
     }
 
     /// Adds a custom field.
@@ -59,11 +55,8 @@ impl ScError {
 
     /// What a hook's block without a reason looks like to the client.
     pub fn silently_blocked(action: &str) -> Self {
-        Self::new(
-            names::SILENT_MIDDLEWARE_BLOCKED,
-            format!("The {action} AGAction was blocked by inbound middleware"),
-        )
-        .with("type", "inbound")
+        Self::new(names::SILENT_MIDDLEWARE_BLOCKED, format!("The {action} AGAction was blocked by inbound middleware"))
+            .with("type", "inbound")
     }
 
     /// Converts to the JSON value carried in a reply.
@@ -135,10 +128,7 @@ mod tests {
     #[test]
     fn serialises_message_then_name_then_custom_fields() {
         let e = ScError::new("MyError", "nope").with("isBadToken", true);
-        assert_eq!(
-            serde_json::to_string(&e).unwrap(),
-            r#"{"message":"nope","name":"MyError","isBadToken":true}"#
-        );
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"message":"nope","name":"MyError","isBadToken":true}"#);
         assert_eq!(serde_json::to_value(&e).unwrap(), e.to_value());
     }
 

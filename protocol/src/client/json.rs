@@ -53,10 +53,9 @@ pub fn encode(packet: &Outbound<'_>) -> Bytes {
         Outbound::Reply { rid, result: Ok(data) } => serde_json::to_writer(&mut out, &ReplyOk { rid, data }),
         Outbound::Reply { rid, result: Err(error) } => serde_json::to_writer(&mut out, &ReplyErr { rid, error }),
         Outbound::Event { event, data } => serde_json::to_writer(&mut out, &Event { event, data }),
-        Outbound::Publish { channel, data } => serde_json::to_writer(
-            &mut out,
-            &Publish { event: "#publish", data: PublishData { channel, data } },
-        ),
+        Outbound::Publish { channel, data } => {
+            serde_json::to_writer(&mut out, &Publish { event: "#publish", data: PublishData { channel, data } })
+        }
     };
     out.into_inner().freeze()
 }

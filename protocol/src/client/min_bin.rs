@@ -17,8 +17,8 @@ use crate::limits::MAX_VALUE_DEPTH;
 
 pub fn decode(frame: &[u8]) -> Result<Vec<Packet>, DecodeError> {
     let mut rd = frame;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_VALUE_DEPTH)
-        .map_err(|_| DecodeError::MessagePack)?;
+    let value =
+        rmpv::decode::read_value_with_max_depth(&mut rd, MAX_VALUE_DEPTH).map_err(|_| DecodeError::MessagePack)?;
     if !rd.is_empty() {
         return Err(DecodeError::MessagePack);
     }
@@ -40,12 +40,7 @@ fn expand(mut map: Map<String, Value>) -> Fields {
     };
     if let Some(e) = take("e") {
         let mut it = e.into_iter();
-        return Fields {
-            event: it.next(),
-            data: it.next(),
-            cid: it.next(),
-            ..Fields::default()
-        };
+        return Fields { event: it.next(), data: it.next(), cid: it.next(), ..Fields::default() };
     }
     if let Some(p) = take("p") {
         let mut it = p.into_iter();
@@ -65,12 +60,7 @@ fn expand(mut map: Map<String, Value>) -> Fields {
     }
     if let Some(r) = take("r") {
         let mut it = r.into_iter();
-        return Fields {
-            rid: it.next(),
-            error: it.next(),
-            data: it.next(),
-            ..Fields::default()
-        };
+        return Fields { rid: it.next(), error: it.next(), data: it.next(), ..Fields::default() };
     }
     Fields::from_object(map)
 }
@@ -111,10 +101,7 @@ fn to_json(v: rmpv::Value) -> Option<Value> {
 fn binary_marker(bytes: &[u8]) -> Value {
     let mut m = Map::with_capacity(2);
     m.insert("base64".into(), Value::Bool(true));
-    m.insert(
-        "data".into(),
-        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
-    );
+    m.insert("data".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)));
     Value::Object(m)
 }
 

@@ -104,7 +104,11 @@ pub struct Packet {
 pub enum PacketKind {
     Request(Request),
     /// A reply to a request the server sent.
-    Response { rid: Cid, error: Option<Value>, data: Option<Value> },
+    Response {
+        rid: Cid,
+        error: Option<Value>,
+        data: Option<Value>,
+    },
     /// Well-formed bytes but not a valid packet; answer with the error if there is a cid.
     Invalid(ScError),
 }
@@ -112,15 +116,30 @@ pub enum PacketKind {
 /// What a client asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    Handshake { auth_token: Option<String> },
-    Subscribe { channel: String, data: Option<Value> },
-    Unsubscribe { channel: String },
-    Publish { channel: String, data: Option<Value> },
+    Handshake {
+        auth_token: Option<String>,
+    },
+    Subscribe {
+        channel: String,
+        data: Option<Value>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Publish {
+        channel: String,
+        data: Option<Value>,
+    },
     /// `None` when the client sent `null` or nothing.
-    Authenticate { token: Option<String> },
+    Authenticate {
+        token: Option<String>,
+    },
     RemoveAuthToken,
     /// Any event not starting with `#`: the application's own.
-    Custom { event: String, data: Option<Value> },
+    Custom {
+        event: String,
+        data: Option<Value>,
+    },
 }
 
 impl Request {
@@ -175,24 +194,17 @@ impl Packet {
                 Err(e) => PacketKind::Invalid(e),
             },
             (Some(_), _) => PacketKind::Invalid(ScError::invalid_action("event must be a string")),
-            (None, Some(rid)) => PacketKind::Response {
-                rid,
-                error: f.error.filter(|e| !e.is_null()),
-                data: f.data,
-            },
-            (None, None) => PacketKind::Invalid(ScError::invalid_action(
-                "packet has neither an event nor a numeric rid",
-            )),
+            (None, Some(rid)) => PacketKind::Response { rid, error: f.error.filter(|e| !e.is_null()), data: f.data },
+            (None, None) => {
+                PacketKind::Invalid(ScError::invalid_action("packet has neither an event nor a numeric rid"))
+            }
         };
         Packet { cid, kind }
     }
 
     /// A value that is not an object, inside a batch or alone.
     pub(crate) fn not_an_object() -> Packet {
-        Packet {
-            cid: None,
-            kind: PacketKind::Invalid(ScError::invalid_action("packet must be an object")),
-        }
+        Packet { cid: None, kind: PacketKind::Invalid(ScError::invalid_action("packet must be an object")) }
     }
 }
 
@@ -239,10 +251,7 @@ fn parse_request(event: String, data: Option<Value>) -> Result<Request, ScError>
         },
         "#removeAuthToken" => Request::RemoveAuthToken,
         e if e.starts_with('#') => {
-            return Err(ScError::new(
-                crate::error::names::UNKNOWN_EVENT,
-                format!("unknown protocol event {e}"),
-            ))
+            return Err(ScError::new(crate::error::names::UNKNOWN_EVENT, format!("unknown protocol event {e}")))
         }
         _ => Request::Custom { event, data },
     })

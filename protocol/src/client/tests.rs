@@ -42,10 +42,7 @@ fn golden_json_subscribe_with_data_and_ack() {
         Codec::Json,
         br##"{"event":"#subscribe","data":{"channel":"withdata","data":{"since":5}},"cid":3}"##,
     );
-    assert_eq!(
-        request(&p),
-        &Request::Subscribe { channel: "withdata".into(), data: Some(json!({"since":5})) }
-    );
+    assert_eq!(request(&p), &Request::Subscribe { channel: "withdata".into(), data: Some(json!({"since":5})) });
     assert_eq!(&Codec::Json.encode(&Outbound::Reply { rid: 2, result: Ok(None) })[..], br##"{"rid":2}"##);
 }
 
