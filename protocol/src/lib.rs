@@ -14,3 +14,8 @@ pub mod limits;
 pub use client::{Codec, DecodeError, Outbound, Packet, PacketKind, Request};
 pub use codes::CloseCode;
 pub use error::ScError;
+pub mod control;
+pub mod fabric;
+pub mod framing;
+pub mod hash;
+pub mod slots;
