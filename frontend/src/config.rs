@@ -76,7 +76,9 @@ pub struct Args {
     #[arg(long, env = "FRONTEND_INBOUND_RATE", default_value_t = limits::INBOUND_PACKETS_PER_SECOND)]
     pub inbound_rate: u32,
 
-    /// Messages queued toward one socket before it is closed as a slow consumer (4104).
+    /// Messages queued toward one socket before it is closed as a slow consumer
+    /// (4104; a peer that has stopped reading altogether is dropped instead,
+    /// since no close frame can reach it).
     #[arg(long, env = "FRONTEND_OUTBOUND_QUEUE", default_value_t = limits::OUTBOUND_QUEUE_FRAMES)]
     pub outbound_queue: usize,
 

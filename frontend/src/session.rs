@@ -131,7 +131,12 @@ where
         let flow = tokio::select! {
             biased;
             () = p.shutdown.cancelled() => Flow::Close(codes::RESTART),
-            code = control.close_requested() => Flow::Close(code),
+            code = control.close_requested() => {
+                if code == codes::SLOW_CONSUMER {
+                    s.node.stats.refuse(Refusal::SlowConsumer);
+                }
+                Flow::Close(code)
+            }
             msg = ws.next() => s.on_message(msg).await,
             item = s.rx.recv() => match item {
                 Some(item) => { s.on_outgoing(item); Flow::Continue }
@@ -248,7 +253,9 @@ impl Session {
             // Stuck writing while the queue overflowed: a close frame could not get through either.
             code = self.control.close_requested() => {
                 debug!(code = code.code, "close requested while the peer is not reading; dropping the connection");
-                stats.refuse(Refusal::SlowConsumer);
+                if code == codes::SLOW_CONSUMER {
+                    stats.refuse(Refusal::SlowConsumer);
+                }
                 return Err(());
             }
         };

@@ -17,7 +17,9 @@ pub const VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     /// A broker and the address frontends reach its fabric port at.
-    Broker { addr: String },
+    Broker {
+        addr: String,
+    },
     Frontend,
 }
 

@@ -16,13 +16,11 @@ use super::{packets_from_value, DecodeError, Fields, Outbound, Packet};
 use crate::limits::MAX_VALUE_DEPTH;
 
 pub fn decode(frame: &[u8]) -> Result<Vec<Packet>, DecodeError> {
-    let mut rd = frame;
-    let value =
-        rmpv::decode::read_value_with_max_depth(&mut rd, MAX_VALUE_DEPTH).map_err(|_| DecodeError::MessagePack)?;
-    if !rd.is_empty() {
+    let mut rd = Reader { buf: frame, pos: 0 };
+    let value = rd.value(MAX_VALUE_DEPTH).ok_or(DecodeError::MessagePack)?;
+    if rd.pos != frame.len() {
         return Err(DecodeError::MessagePack);
     }
-    let value = to_json(value).ok_or(DecodeError::MessagePack)?;
     packets_from_value(value, expand)
 }
 
@@ -65,37 +63,123 @@ fn expand(mut map: Map<String, Value>) -> Fields {
     Fields::from_object(map)
 }
 
-/// MessagePack value → JSON value. `None` for what JSON cannot carry
-/// (extension types, invalid UTF-8, map keys that are not strings or integers).
-fn to_json(v: rmpv::Value) -> Option<Value> {
-    use rmpv::Value as M;
-    Some(match v {
-        M::Nil => Value::Null,
-        M::Boolean(b) => Value::Bool(b),
-        M::Integer(i) => match (i.as_u64(), i.as_i64()) {
-            (Some(u), _) => Value::Number(u.into()),
-            (None, Some(s)) => Value::Number(s.into()),
-            (None, None) => return None,
-        },
-        M::F32(f) => Number::from_f64(f64::from(f)).map_or(Value::Null, Value::Number),
-        M::F64(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
-        M::String(s) => Value::String(s.into_str()?),
-        M::Binary(b) => binary_marker(&b),
-        M::Array(items) => Value::Array(items.into_iter().map(to_json).collect::<Option<_>>()?),
-        M::Map(entries) => {
-            let mut map = Map::with_capacity(entries.len());
-            for (k, v) in entries {
-                let key = match k {
-                    M::String(s) => s.into_str()?,
-                    M::Integer(i) => i.to_string(),
-                    _ => return None,
-                };
-                map.insert(key, to_json(v)?);
-            }
-            Value::Object(map)
+/// A strict MessagePack reader straight into JSON values. It refuses what
+/// msgpack-lite refuses (the reserved byte 0xc1, extension types we have no
+/// meaning for), what JSON cannot carry (invalid UTF-8, map keys other than
+/// strings and integers), nesting past `MAX_VALUE_DEPTH`, and any length
+/// that runs past the end of the frame, so a short frame can never make it
+/// allocate much.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn be<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N).and_then(|b| b.try_into().ok())
+    }
+
+    fn len(&mut self, bytes: usize) -> Option<usize> {
+        Some(match bytes {
+            1 => usize::from(self.u8()?),
+            2 => usize::from(u16::from_be_bytes(self.be()?)),
+            _ => u32::from_be_bytes(self.be()?) as usize,
+        })
+    }
+
+    fn str(&mut self, len: usize) -> Option<String> {
+        std::str::from_utf8(self.take(len)?).ok().map(str::to_owned)
+    }
+
+    fn array(&mut self, len: usize, depth: usize) -> Option<Value> {
+        // Every element takes at least one byte: a length past the frame is a lie.
+        if len > self.buf.len() - self.pos {
+            return None;
         }
-        M::Ext(..) => return None,
-    })
+        let mut items = Vec::with_capacity(len);
+        for _ in 0..len {
+            items.push(self.value(depth - 1)?);
+        }
+        Some(Value::Array(items))
+    }
+
+    fn map(&mut self, len: usize, depth: usize) -> Option<Value> {
+        if len > (self.buf.len() - self.pos) / 2 {
+            return None;
+        }
+        let mut map = Map::with_capacity(len);
+        for _ in 0..len {
+            let key = match self.value(depth - 1)? {
+                Value::String(s) => s,
+                Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+                _ => return None,
+            };
+            let value = self.value(depth - 1)?;
+            map.insert(key, value);
+        }
+        Some(Value::Object(map))
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        if depth == 0 {
+            return None;
+        }
+        let m = self.u8()?;
+        Some(match m {
+            0x00..=0x7f => Value::from(m),
+            0x80..=0x8f => return self.map(usize::from(m & 0x0f), depth),
+            0x90..=0x9f => return self.array(usize::from(m & 0x0f), depth),
+            0xa0..=0xbf => Value::String(self.str(usize::from(m & 0x1f))?),
+            0xc0 => Value::Null,
+            0xc2 => Value::Bool(false),
+            0xc3 => Value::Bool(true),
+            0xc4..=0xc6 => {
+                let len = self.len(1 << (m - 0xc4))?;
+                binary_marker(self.take(len)?)
+            }
+            0xca => float(f64::from(f32::from_be_bytes(self.be()?))),
+            0xcb => float(f64::from_be_bytes(self.be()?)),
+            0xcc => Value::from(self.u8()?),
+            0xcd => Value::from(u16::from_be_bytes(self.be()?)),
+            0xce => Value::from(u32::from_be_bytes(self.be()?)),
+            0xcf => Value::from(u64::from_be_bytes(self.be()?)),
+            0xd0 => Value::from(i8::from_be_bytes(self.be()?)),
+            0xd1 => Value::from(i16::from_be_bytes(self.be()?)),
+            0xd2 => Value::from(i32::from_be_bytes(self.be()?)),
+            0xd3 => Value::from(i64::from_be_bytes(self.be()?)),
+            0xd9..=0xdb => {
+                let len = self.len(1 << (m - 0xd9))?;
+                Value::String(self.str(len)?)
+            }
+            0xdc | 0xdd => {
+                let len = self.len(if m == 0xdc { 2 } else { 4 })?;
+                return self.array(len, depth);
+            }
+            0xde | 0xdf => {
+                let len = self.len(if m == 0xde { 2 } else { 4 })?;
+                return self.map(len, depth);
+            }
+            0xe0..=0xff => Value::from(i64::from(m as i8)),
+            // 0xc1 (never used) and extension types (0xc7-0xc9, 0xd4-0xd8).
+            _ => return None,
+        })
+    }
+}
+
+/// JSON has no NaN or infinity; JavaScript's `JSON.stringify` writes them as null.
+fn float(f: f64) -> Value {
+    Number::from_f64(f).map_or(Value::Null, Value::Number)
 }
 
 fn binary_marker(bytes: &[u8]) -> Value {

@@ -174,6 +174,36 @@ fn undecodable_frames_are_errors() {
 }
 
 #[test]
+fn min_bin_refuses_what_msgpack_lite_refuses_and_lying_lengths() {
+    for frame in [
+        &[0xc1][..],                         // the reserved byte
+        &[0x81, 0xa1, b'e', 0xc1][..],       // ... inside a value
+        &[0xd4, 0x01, 0x00][..],             // an extension type
+        &[0xdd, 0xff, 0xff, 0xff, 0xff][..], // an array claiming 4 G elements
+        &[0xdf, 0xff, 0xff, 0xff, 0xff][..], // a map claiming 4 G entries
+        &[0xdb, 0xff, 0xff, 0xff, 0xff][..], // a string running past the frame
+        &[0xa2, 0xff, 0xfe][..],             // invalid UTF-8
+    ] {
+        assert_eq!(Codec::MinBin.decode(frame), Err(DecodeError::MessagePack), "{frame:x?}");
+    }
+    let mut deep = vec![0x91; 100];
+    deep.push(0xc0);
+    assert_eq!(Codec::MinBin.decode(&deep), Err(DecodeError::MessagePack), "nesting past the limit");
+}
+
+#[test]
+fn min_bin_decodes_every_scalar_form_like_msgpack_lite() {
+    // [-1, -33, 200, 70000, 1.5f32, true, false, nil, "x"(str8)]
+    let frame = [
+        0x81, 0xa1, b'e', 0x92, 0xa1, b'v', 0x99, 0xff, 0xd0, 0xdf, 0xcc, 200, 0xce, 0, 1, 0x11, 0x70, 0xca, 0x3f,
+        0xc0, 0, 0, 0xc3, 0xc2, 0xc0, 0xd9, 1, b'x',
+    ];
+    let p = decode_one(Codec::MinBin, &frame);
+    let Request::Custom { data: Some(data), .. } = request(&p) else { panic!() };
+    assert_eq!(data, &json!([-1, -33, 200, 70000, 1.5, true, false, null, "x"]));
+}
+
+#[test]
 fn batches_join_encoded_packets() {
     for codec in Codec::ALL {
         let a = json!("a");
