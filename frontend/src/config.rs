@@ -10,6 +10,7 @@ use clap::Parser;
 use protocol::{limits, Codec};
 
 use crate::error::ConfigError;
+use crate::upstream::ClusterConfig;
 
 /// A SocketCluster-compatible WebSocket frontend node.
 ///
@@ -110,6 +111,36 @@ pub struct Args {
     #[arg(long, env = "FRONTEND_SHUTDOWN_TIMEOUT", default_value_t = 5000)]
     pub shutdown_timeout_ms: u64,
 
+    /// This node's id in the cluster (default: `frontend-` and 8 random hex digits).
+    #[arg(long, env = "FRONTEND_ID")]
+    pub id: Option<String>,
+
+    /// The state server's control address (`host:port`). Set it to run as part
+    /// of a cluster; without it the node serves alone (local pub/sub).
+    #[arg(long, env = "SCC_STATE_SERVER")]
+    pub state_server: Option<String>,
+
+    /// Shared secret of every link in the cluster (needed with --state-server).
+    #[arg(long, env = "SCC_AUTH_KEY", hide_env_values = true)]
+    pub cluster_key: Option<String>,
+
+    /// After a reshard commits, how long old subscriptions are kept so
+    /// messages in flight still arrive, in milliseconds.
+    #[arg(long, env = "FRONTEND_DRAIN_MS", default_value_t = 1000)]
+    pub drain_ms: u64,
+
+    /// Ping interval on links to brokers, in milliseconds.
+    #[arg(long, env = "FRONTEND_FABRIC_HEARTBEAT_MS", default_value_t = 1000)]
+    pub fabric_heartbeat_ms: u64,
+
+    /// A broker silent this long is treated as dead and its channels rerouted, in milliseconds.
+    #[arg(long, env = "FRONTEND_FABRIC_TIMEOUT_MS", default_value_t = 3000)]
+    pub fabric_timeout_ms: u64,
+
+    /// Heartbeat interval on the link to the state server, in milliseconds.
+    #[arg(long, env = "FRONTEND_CONTROL_HEARTBEAT_MS", default_value_t = 1000)]
+    pub control_heartbeat_ms: u64,
+
     /// Log as JSON lines (for Kubernetes) instead of text. Levels come from RUST_LOG.
     #[arg(long, env = "FRONTEND_LOG_JSON")]
     pub log_json: bool,
@@ -165,6 +196,8 @@ pub struct Config {
     pub allow_client_publish: bool,
     pub auth_required_prefixes: Vec<String>,
     pub shutdown_timeout: Duration,
+    /// Present when the node is part of a cluster.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -184,6 +217,7 @@ impl Config {
             allow_client_publish: true,
             auth_required_prefixes: Vec::new(),
             shutdown_timeout: Duration::from_secs(2),
+            cluster: None,
         }
     }
 }
@@ -232,7 +266,37 @@ impl TryFrom<&Args> for Config {
                 return Err(ConfigError::new(flag, "must be greater than 0"));
             }
         }
+        let cluster = match (&a.state_server, &a.cluster_key) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new("--cluster-key", "is needed with --state-server (env SCC_AUTH_KEY)"))
+            }
+            (Some(_), _) if a.auth_key.is_none() => {
+                return Err(ConfigError::new(
+                    "--auth-key",
+                    "is needed in cluster mode, the same on every frontend, or tokens issued by one frontend \
+                     are refused by the others (env SOCKETCLUSTER_AUTH_KEY)",
+                ))
+            }
+            (Some(state_server), Some(key)) => {
+                let fabric_heartbeat = positive("--fabric-heartbeat-ms", a.fabric_heartbeat_ms)?;
+                let fabric_timeout = positive("--fabric-timeout-ms", a.fabric_timeout_ms)?;
+                if fabric_timeout <= fabric_heartbeat {
+                    return Err(ConfigError::new("--fabric-timeout-ms", "must be above --fabric-heartbeat-ms"));
+                }
+                Some(ClusterConfig {
+                    node_id: a.id.clone().unwrap_or_else(|| format!("frontend-{:08x}", rand::random::<u32>())),
+                    state_server: state_server.clone(),
+                    cluster_key: key.clone(),
+                    drain: Duration::from_millis(a.drain_ms),
+                    fabric_heartbeat,
+                    fabric_timeout,
+                    control_heartbeat: positive("--control-heartbeat-ms", a.control_heartbeat_ms)?,
+                })
+            }
+        };
         Ok(Config {
+            cluster,
             listeners,
             path: a.path.clone(),
             auth_key: a.auth_key.as_ref().map(|k| k.as_bytes().to_vec()),
@@ -277,6 +341,16 @@ mod tests {
     fn min_bin_port_adds_a_listener() {
         let c = parse(&["--port", "0", "--min-bin-port", "0"]).unwrap();
         assert_eq!(c.listeners[1].codec, Codec::MinBin);
+    }
+
+    #[test]
+    fn cluster_mode_needs_both_keys() {
+        let e = parse(&["--state-server", "127.0.0.1:7777"]).unwrap_err();
+        assert!(e.to_string().contains("--cluster-key"), "{e}");
+        let e = parse(&["--state-server", "127.0.0.1:7777", "--cluster-key", "c"]).unwrap_err();
+        assert!(e.to_string().contains("--auth-key"), "{e}");
+        let c = parse(&["--state-server", "127.0.0.1:7777", "--cluster-key", "c", "--auth-key", "a", "--id", "f1"]).unwrap();
+        assert_eq!(c.cluster.unwrap().node_id, "f1");
     }
 
     #[test]

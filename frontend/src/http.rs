@@ -25,6 +25,8 @@ pub enum Request {
     },
     /// `GET /health`.
     Health,
+    /// `GET /ready`.
+    Ready,
     /// Anything else: answer with this status and close.
     Refuse { status: u16, reason: &'static str },
     /// The peer closed before sending a whole head.
@@ -74,6 +76,9 @@ fn classify(req: &httparse::Request<'_, '_>, ws_path: &str, leftover: Vec<u8>) -
     }
     if path == "/health" {
         return Request::Health;
+    }
+    if path == "/ready" {
+        return Request::Ready;
     }
     if path != ws_path && path != ws_path.trim_end_matches('/') {
         return Request::Refuse { status: 404, reason: "Not Found" };

@@ -121,6 +121,12 @@ impl Hub {
         self.shard(channel).get(channel).map_or(0, HashMap::len)
     }
 
+    /// Every channel with at least one local subscriber.
+    #[must_use]
+    pub fn channels(&self) -> Vec<Arc<str>> {
+        self.shards.iter().flat_map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect::<Vec<_>>()).collect()
+    }
+
     /// Channels with at least one local subscriber.
     #[must_use]
     pub fn channel_count(&self) -> usize {

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod server;
 mod session;
 pub mod stats;
+pub mod upstream;
 
 pub use config::{Args, Config};
 

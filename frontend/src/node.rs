@@ -12,6 +12,7 @@ use crate::handlers::Handlers;
 use crate::hub::Hub;
 use crate::registry::Registry;
 use crate::stats::Stats;
+use crate::upstream::Upstream;
 
 /// What the application plugs into a node: access control and custom events.
 #[derive(Clone)]
@@ -34,7 +35,9 @@ const WS_WRITE_BUFFER: usize = 64 * 1024;
 
 pub struct Node {
     pub config: Config,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
+    /// Present in cluster mode: brokers, the state server, resharding.
+    pub upstream: Option<Arc<Upstream>>,
     pub auth: TokenAuth,
     pub acl: Arc<dyn AccessControl>,
     pub handlers: Handlers,
@@ -64,10 +67,13 @@ impl Node {
             .max_write_buffer_size(WS_WRITE_BUFFER + max.max(WS_WRITE_BUFFER) * 2)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
+        let hub = Arc::new(Hub::default());
+        let upstream = config.cluster.clone().map(|c| Arc::new(Upstream::new(c, hub.clone())));
         Arc::new(Self {
             auth: TokenAuth::new(&key, config.auth_default_expiry),
             config,
-            hub: Hub::default(),
+            hub,
+            upstream,
             acl: app.acl,
             handlers: app.handlers,
             stats: Stats::default(),

@@ -64,6 +64,10 @@ impl Frontend {
     /// them to finish.
     pub async fn run(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
+        if let Some(up) = &self.node.upstream {
+            info!(node = up.node_id(), "cluster mode: joining through the state server");
+            up.start(&shutdown);
+        }
         for (listener, codec) in self.listeners {
             let addr = listener.local_addr().ok();
             info!(?addr, ?codec, path = %self.node.config.path, "listening");
@@ -75,6 +79,9 @@ impl Frontend {
         info!(open, "shutting down: closing sockets");
         if tokio::time::timeout(self.node.config.shutdown_timeout, tracker.wait()).await.is_err() {
             warn!(left = tracker.len(), "shutdown timeout: dropping connections that did not close");
+        }
+        if let Some(up) = &self.node.upstream {
+            up.stopped().await;
         }
     }
 }
@@ -139,6 +146,14 @@ async fn connection(
         Ok(Ok(Request::Health)) => {
             let body = serde_json::json!({"status": "ok", "stats": node.stats.snapshot()}).to_string();
             let _ = http::respond(&mut stream, 200, "OK", "application/json", &body).await;
+            return;
+        }
+        Ok(Ok(Request::Ready)) => {
+            // Ready: not shutting down, and in cluster mode joined with live broker links.
+            let ready = !shutdown.is_cancelled() && node.upstream.as_ref().is_none_or(|u| u.is_ready());
+            let (status, reason) = if ready { (200, "OK") } else { (503, "Service Unavailable") };
+            let body = serde_json::json!({"ready": ready}).to_string();
+            let _ = http::respond(&mut stream, status, reason, "application/json", &body).await;
             return;
         }
         Ok(Ok(Request::Refuse { status, reason })) => {

@@ -388,7 +388,7 @@ impl Session {
                 Flow::Continue
             }
             Request::Publish { channel, data } => {
-                let result = self.publish(channel, data).await;
+                let result = self.publish(cid, channel, data).await;
                 self.reply(cid, result.as_ref().map(|()| None));
                 Flow::Continue
             }
@@ -489,10 +489,11 @@ impl Session {
             Verdict::Block(e) => return Err(e),
         };
         let channel: Arc<str> = channel.into();
-        match self.node.hub.subscribe(&channel, &self.handle) {
-            Subscribed::First | Subscribed::Added | Subscribed::Already => {}
+        let first = self.node.hub.subscribe(&channel, &self.handle) == Subscribed::First;
+        self.subscriptions.insert(channel.clone());
+        if let (true, Some(up)) = (first, &self.node.upstream) {
+            up.subscribed(&channel).await;
         }
-        self.subscriptions.insert(channel);
         Ok(ack)
     }
 
@@ -500,13 +501,11 @@ impl Session {
         if !self.subscriptions.remove(channel) {
             return false;
         }
-        match self.node.hub.unsubscribe(channel, self.handle.id) {
-            Unsubscribed::Last | Unsubscribed::Removed | Unsubscribed::NotSubscribed => {}
-        }
+        self.hub_unsubscribe(channel);
         true
     }
 
-    async fn publish(&mut self, channel: String, data: Option<Value>) -> Result<(), ScError> {
+    async fn publish(&mut self, cid: Option<u64>, channel: String, data: Option<Value>) -> Result<(), ScError> {
         if !self.node.config.allow_client_publish {
             return Err(ScError::invalid_action("Client publish feature is disabled"));
         }
@@ -517,6 +516,19 @@ impl Session {
             Verdict::Block(e) => return Err(e),
         };
         self.node.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
+        if let Some(up) = &self.node.upstream {
+            // Every publish goes through the channel's owner, so every
+            // subscriber in the cluster sees one order. With a cid, wait for
+            // the owner: then our own copy (if we subscribe) is queued too.
+            let confirm = cid.is_some();
+            let result = up.publish(&channel, data.as_ref(), confirm).await;
+            if confirm && self.subscriptions.contains(channel.as_str()) {
+                while let Ok(item) = self.rx.try_recv() {
+                    self.outgoing(item);
+                }
+            }
+            return result.map_err(|e| ScError::new(names::BROKER_UNAVAILABLE, e.to_string()));
+        }
         let publication = Publication::new(channel.into(), data);
         self.node.hub.publish(&publication);
         if self.subscriptions.contains(&publication.channel) {
@@ -654,10 +666,19 @@ impl Session {
         Flow::Continue
     }
 
+    /// Leaves a channel in the hub, and upstream when it was the last local subscriber.
+    fn hub_unsubscribe(&self, channel: &str) {
+        if self.node.hub.unsubscribe(channel, self.handle.id) == Unsubscribed::Last {
+            if let Some(up) = &self.node.upstream {
+                up.unsubscribed(channel);
+            }
+        }
+    }
+
     /// Removes the socket from every channel and from the registry.
     fn leave_all(&mut self) {
-        for channel in self.subscriptions.drain() {
-            self.node.hub.unsubscribe(&channel, self.handle.id);
+        for channel in std::mem::take(&mut self.subscriptions) {
+            self.hub_unsubscribe(&channel);
         }
         self.node.registry.remove(self.handle.id);
         self.node.stats.sockets_open.fetch_sub(1, Ordering::Relaxed);

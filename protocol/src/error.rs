@@ -22,6 +22,7 @@ pub mod names {
     pub const LIMIT_EXCEEDED: &str = "LimitExceededError";
     pub const UNKNOWN_EVENT: &str = "UnknownEventError";
     pub const INTERNAL: &str = "InternalError";
+    pub const BROKER_UNAVAILABLE: &str = "BrokerUnavailableError";
 }
 
 /// An error as sent to a client: `message`, `name`, then custom fields.

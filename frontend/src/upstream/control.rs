@@ -1,0 +1,133 @@
+//! The frontend's link to the state server: hello with the last committed
+//! table, then welcome, prepare/commit and heartbeats; reconnect with
+//! back-off and jitter whenever the link breaks or goes quiet. While the
+//! state server is away, the node keeps routing by its last committed table.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use protocol::control::{self, ControlFrame, Role};
+use protocol::framing;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{backoff, Inner};
+
+pub(super) async fn run(inner: Arc<Inner>) {
+    let mut attempt = 0u32;
+    loop {
+        let connected = tokio::select! {
+            () = inner.shutdown.cancelled() => return,
+            r = TcpStream::connect(&inner.config.state_server) => r,
+        };
+        match connected {
+            Ok(stream) => {
+                if serve(&inner, stream).await {
+                    attempt = 0;
+                }
+            }
+            Err(e) => debug!(error = %e, addr = %inner.config.state_server, "state server unreachable"),
+        }
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        attempt += 1;
+        tokio::select! {
+            () = inner.shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff(attempt)) => {}
+        }
+    }
+}
+
+/// Serves one connection. True if the state server welcomed us.
+async fn serve(inner: &Arc<Inner>, stream: TcpStream) -> bool {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<ControlFrame>(64);
+    let hello = ControlFrame::Hello {
+        key: inner.config.cluster_key.clone(),
+        node: inner.config.node_id.clone(),
+        role: Role::Frontend,
+        version: control::VERSION,
+        committed: inner.committed(),
+    };
+    let _ = tx.try_send(hello);
+    let writer_task = tokio::spawn(async move {
+        let mut out = BytesMut::new();
+        while let Some(f) = rx.recv().await {
+            out.clear();
+            framing::encode(&f, &mut out);
+            while let Ok(f) = rx.try_recv() {
+                framing::encode(&f, &mut out);
+            }
+            if writer.write_all(&out).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let heartbeat = inner.config.control_heartbeat;
+    let mut tick = tokio::time::interval(heartbeat);
+    let mut last_heard = Instant::now();
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut welcomed = false;
+    'conn: loop {
+        loop {
+            match framing::decode::<ControlFrame>(&mut buf, framing::MAX_FRAME_BYTES) {
+                Ok(Some(f)) => {
+                    last_heard = Instant::now();
+                    match f {
+                        ControlFrame::Welcome { table } => {
+                            welcomed = true;
+                            info!(epoch = table.epoch, brokers = table.len(), "joined the cluster");
+                            inner.on_welcome(table);
+                        }
+                        ControlFrame::Prepare { table } => {
+                            let (inner, tx) = (inner.clone(), tx.clone());
+                            tokio::spawn(async move {
+                                let epoch = table.epoch;
+                                inner.prepare(table).await;
+                                let _ = tx.send(ControlFrame::PrepareAck { epoch }).await;
+                            });
+                        }
+                        ControlFrame::Commit { table } => inner.commit(table),
+                        ControlFrame::Refused { reason } => {
+                            warn!(%reason, "state server refused us (check --cluster-key)");
+                            break 'conn;
+                        }
+                        ControlFrame::Heartbeat => {}
+                        other => debug!(frame = ?other, "unexpected frame from the state server"),
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(error = %e, "bad frame from the state server");
+                    break 'conn;
+                }
+            }
+        }
+        tokio::select! {
+            () = inner.shutdown.cancelled() => break,
+            r = reader.read_buf(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = tick.tick() => {
+                if last_heard.elapsed() > heartbeat * 3 {
+                    warn!("state server silent; reconnecting");
+                    break;
+                }
+                let _ = tx.try_send(ControlFrame::Heartbeat);
+            }
+        }
+    }
+    drop(tx);
+    writer_task.abort();
+    if welcomed {
+        warn!("lost the state server; routing by the last committed table");
+    }
+    welcomed
+}
