@@ -25,9 +25,9 @@ pub enum FrameError {
 pub fn encode<T: Serialize>(frame: &T, out: &mut BytesMut) {
     let start = out.len();
     out.put_u32(0);
-    // Writing into memory cannot fail for our frame types (string keys, no
-    // non-serialisable values).
-    let _ = rmp_serde::encode::write_named(&mut out.writer(), frame);
+    // Compact form (structs as arrays). Writing into memory cannot fail for
+    // our frame types.
+    let _ = rmp_serde::encode::write(&mut out.writer(), frame);
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
@@ -41,8 +41,9 @@ pub fn decode<T: DeserializeOwned>(buf: &mut BytesMut, max: usize) -> Result<Opt
     if len > max {
         return Err(FrameError::TooBig { len, max });
     }
+    // No reserving ahead: a peer that announces a large frame must send it
+    // before this node holds memory for it.
     if buf.len() < 4 + len {
-        buf.reserve(4 + len - buf.len());
         return Ok(None);
     }
     buf.advance(4);
