@@ -349,7 +349,8 @@ mod tests {
         assert!(e.to_string().contains("--cluster-key"), "{e}");
         let e = parse(&["--state-server", "127.0.0.1:7777", "--cluster-key", "c"]).unwrap_err();
         assert!(e.to_string().contains("--auth-key"), "{e}");
-        let c = parse(&["--state-server", "127.0.0.1:7777", "--cluster-key", "c", "--auth-key", "a", "--id", "f1"]).unwrap();
+        let c = parse(&["--state-server", "127.0.0.1:7777", "--cluster-key", "c", "--auth-key", "a", "--id", "f1"])
+            .unwrap();
         assert_eq!(c.cluster.unwrap().node_id, "f1");
     }
 

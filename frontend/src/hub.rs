@@ -124,7 +124,10 @@ impl Hub {
     /// Every channel with at least one local subscriber.
     #[must_use]
     pub fn channels(&self) -> Vec<Arc<str>> {
-        self.shards.iter().flat_map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect::<Vec<_>>()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect::<Vec<_>>())
+            .collect()
     }
 
     /// Channels with at least one local subscriber.

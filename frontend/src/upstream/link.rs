@@ -90,7 +90,12 @@ async fn connect(inner: &Inner, broker: &BrokerInfo) -> std::io::Result<(TcpStre
     }
 }
 
-async fn serve(inner: &Arc<Inner>, broker: &BrokerInfo, (stream, mut buf): (TcpStream, BytesMut), cancel: &CancellationToken) {
+async fn serve(
+    inner: &Arc<Inner>,
+    broker: &BrokerInfo,
+    (stream, mut buf): (TcpStream, BytesMut),
+    cancel: &CancellationToken,
+) {
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(LINK_QUEUE);
     let link_cancel = cancel.child_token();

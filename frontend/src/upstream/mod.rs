@@ -125,7 +125,26 @@ struct State {
     waiting: HashMap<u64, (String, oneshot::Sender<()>)>,
     /// Whether the state server has sent a table yet.
     welcomed: bool,
+    /// Publishes held back at a commit, see [`Hold`].
+    hold: Option<Hold>,
 }
+
+/// At a commit, publishes on channels that changed owner wait until the old
+/// owners confirm (a barrier) that everything sent to them before the switch
+/// has been fanned out. Only then do they go to the new owners: a
+/// subscriber, which holds interest at both during the drain, then gets a
+/// publisher's messages in the order they were sent.
+struct Hold {
+    /// The table publishes followed before the commit.
+    old: SlotTable,
+    /// Frames for the new owners, in publish order.
+    buffered: Vec<(String, Bytes)>,
+    /// The epoch whose commit started it (a later commit's hold is not this one's to release).
+    epoch: u64,
+}
+
+/// Longest a commit holds publishes back for a slow old owner.
+const HOLD_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Link {
     /// Present while the link is up.
@@ -238,7 +257,14 @@ impl Upstream {
                 st.next_id
             });
             let f = frame(&FabricFrame::Publish { channel: channel.to_owned(), payload, ack });
-            if !self.inner.push(&mut st, &owner.id, f) {
+            let held_back = match &mut st.hold {
+                Some(h) if h.old.owner(channel).is_some_and(|old| old.id != owner.id) => {
+                    h.buffered.push((owner.id.clone(), f.clone()));
+                    true
+                }
+                _ => false,
+            };
+            if !held_back && !self.inner.push(&mut st, &owner.id, f) {
                 self.inner.stats.publish_failures.fetch_add(1, Ordering::Relaxed);
                 return Err(PublishError::NoBroker);
             }
@@ -290,11 +316,8 @@ impl Inner {
     /// Brings the interest held for `channel` in line with what routing and
     /// the hub want. Returns the brokers a subscription was sent to.
     fn reconcile(&self, st: &mut State, channel: &str) -> Vec<String> {
-        let want: BTreeSet<String> = if self.hub.subscriber_count(channel) > 0 {
-            st.routing.interest_owners(channel)
-        } else {
-            BTreeSet::new()
-        };
+        let want: BTreeSet<String> =
+            if self.hub.subscriber_count(channel) > 0 { st.routing.interest_owners(channel) } else { BTreeSet::new() };
         let held = st.held.get(channel).cloned().unwrap_or_default();
         let mut added = Vec::new();
         let mut now_held = BTreeSet::new();
@@ -434,11 +457,8 @@ impl Inner {
         let waits = loop {
             {
                 let mut st = self.lock();
-                let brokers: Vec<String> = st
-                    .routing
-                    .prepared()
-                    .map(|p| p.slots.iter().map(|b| b.id.clone()).collect())
-                    .unwrap_or_default();
+                let brokers: Vec<String> =
+                    st.routing.prepared().map(|p| p.slots.iter().map(|b| b.id.clone()).collect()).unwrap_or_default();
                 let pending = brokers
                     .iter()
                     .filter(|b| !st.routing.dead().contains(*b))
@@ -455,17 +475,44 @@ impl Inner {
         debug!(epoch, "prepared");
     }
 
-    /// Phase two: publish to the new owners; old interest drains.
+    /// Phase two: publish to the new owners (after the old ones confirm,
+    /// see [`Hold`]); old interest drains.
     fn commit(self: &Arc<Self>, table: SlotTable) {
         let mut st = self.lock();
         let now = Instant::now();
         let epoch = table.epoch;
+        self.release_hold(&mut st);
+        let old = st.routing.effective();
         st.routing.commit(table, now, now + self.config.drain);
+        if !old.is_empty() && old.slots != st.routing.effective().slots {
+            let waits: Vec<_> = old.slots.iter().filter_map(|b| self.barrier(&mut st, &b.id)).collect();
+            st.hold = Some(Hold { old, buffered: Vec::new(), epoch });
+            let inner = self.clone();
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + HOLD_TIMEOUT;
+                for w in waits {
+                    let _ = tokio::time::timeout_at(deadline, w).await;
+                }
+                let mut st = inner.lock();
+                if st.hold.as_ref().is_some_and(|h| h.epoch == epoch) {
+                    inner.release_hold(&mut st);
+                }
+            });
+        }
         self.stats.epoch.store(st.routing.committed().epoch, Ordering::Relaxed);
         self.ensure_links(&mut st);
         self.reconcile_all(&mut st);
         info!(epoch, brokers = st.routing.committed().len(), "committed");
         self.drain_changed.notify_one();
+    }
+
+    /// Sends what a commit held back, in order.
+    fn release_hold(&self, st: &mut State) {
+        if let Some(h) = st.hold.take() {
+            for (broker, f) in h.buffered {
+                self.push(st, &broker, f);
+            }
+        }
     }
 
     fn committed(&self) -> Option<SlotTable> {

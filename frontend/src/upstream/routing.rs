@@ -84,9 +84,8 @@ impl Routing {
     #[must_use]
     pub fn known_brokers(&self) -> Vec<BrokerInfo> {
         let mut seen = BTreeSet::new();
-        let tables = std::iter::once(&self.committed)
-            .chain(self.prepared.iter())
-            .chain(self.draining.iter().map(|(_, t)| t));
+        let tables =
+            std::iter::once(&self.committed).chain(self.prepared.iter()).chain(self.draining.iter().map(|(_, t)| t));
         tables.flat_map(|t| t.slots.iter()).filter(|b| seen.insert(b.id.clone())).cloned().collect()
     }
 
