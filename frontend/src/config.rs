@@ -108,8 +108,15 @@ pub struct Args {
     pub ports_file: Option<PathBuf>,
 
     /// Time given to connections to close on SIGTERM before they are dropped, in milliseconds.
-    #[arg(long, env = "FRONTEND_SHUTDOWN_TIMEOUT", default_value_t = 5000)]
+    #[arg(long, env = "FRONTEND_SHUTDOWN_TIMEOUT", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,
+
+    /// On SIGTERM, sockets are closed (with 1005: clients reconnect at once,
+    /// to another node) spread evenly over at most this window (at most 10 ms
+    /// apart), in milliseconds, so a rolling update moves users without a
+    /// thundering herd. 0 closes all at once.
+    #[arg(long, env = "FRONTEND_DRAIN_WINDOW_MS", default_value_t = 5000)]
+    pub drain_window_ms: u64,
 
     /// This node's id in the cluster (default: `frontend-` and 8 random hex digits).
     #[arg(long, env = "FRONTEND_ID")]
@@ -196,6 +203,8 @@ pub struct Config {
     pub allow_client_publish: bool,
     pub auth_required_prefixes: Vec<String>,
     pub shutdown_timeout: Duration,
+    /// Sockets are closed spread over this window on shutdown.
+    pub drain_window: Duration,
     /// Present when the node is part of a cluster.
     pub cluster: Option<ClusterConfig>,
 }
@@ -217,6 +226,7 @@ impl Config {
             allow_client_publish: true,
             auth_required_prefixes: Vec::new(),
             shutdown_timeout: Duration::from_secs(2),
+            drain_window: Duration::ZERO,
             cluster: None,
         }
     }
@@ -249,6 +259,12 @@ impl TryFrom<&Args> for Config {
             return Err(ConfigError::new(
                 "--ping-interval-ms",
                 "must be below --ping-timeout-ms, or clients time out between pings",
+            ));
+        }
+        if a.drain_window_ms >= a.shutdown_timeout_ms {
+            return Err(ConfigError::new(
+                "--drain-window-ms",
+                "must be below --shutdown-timeout-ms, or the last sockets are dropped instead of closed",
             ));
         }
         if a.auth_key.as_deref() == Some("") {
@@ -315,6 +331,7 @@ impl TryFrom<&Args> for Config {
             allow_client_publish: a.allow_client_publish,
             auth_required_prefixes: a.auth_required_prefixes.iter().filter(|p| !p.is_empty()).cloned().collect(),
             shutdown_timeout: Duration::from_millis(a.shutdown_timeout_ms),
+            drain_window: Duration::from_millis(a.drain_window_ms),
         })
     }
 }

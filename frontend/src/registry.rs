@@ -43,6 +43,12 @@ impl Registry {
         handle.push(Outgoing::KickOut { channel: channel.to_owned(), message })
     }
 
+    /// Every open socket.
+    #[must_use]
+    pub fn handles(&self) -> Vec<SessionHandle> {
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+    }
+
     /// Closes one socket with `code`.
     pub fn close(&self, id: u64, code: CloseCode) -> bool {
         self.get(id).map(|h| h.close(code)).is_some()

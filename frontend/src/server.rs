@@ -24,6 +24,8 @@ use crate::stats::Refusal;
 /// First and longest pause of the accept loop after an error (e.g. out of file descriptors).
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Longest pause between two socket closes while draining.
+const MAX_CLOSE_GAP: Duration = Duration::from_millis(10);
 
 /// A bound, not yet running, frontend node.
 pub struct Frontend {
@@ -76,13 +78,39 @@ impl Frontend {
         shutdown.cancelled().await;
         tracker.close();
         let open = self.node.stats.sockets_open.load(Ordering::Relaxed);
-        info!(open, "shutting down: closing sockets");
-        if tokio::time::timeout(self.node.config.shutdown_timeout, tracker.wait()).await.is_err() {
+        let window = self.node.config.drain_window;
+        info!(open, window_ms = window.as_millis() as u64, "draining: not ready, not accepting, closing sockets");
+        let deadline = tokio::time::Instant::now() + self.node.config.shutdown_timeout;
+        drain(&self.node, window).await;
+        if tokio::time::timeout_at(deadline, tracker.wait()).await.is_err() {
             warn!(left = tracker.len(), "shutdown timeout: dropping connections that did not close");
         }
         if let Some(up) = &self.node.upstream {
             up.stopped().await;
         }
+    }
+}
+
+/// Closes every socket with `RESTART` (clients reconnect at once, through
+/// the load balancer to another node), spread evenly over at most `window`, then
+/// sweeps up any socket that opened meanwhile.
+async fn drain(node: &Node, window: Duration) {
+    let handles = node.registry.handles();
+    if !handles.is_empty() && !window.is_zero() {
+        // A few sockets need no spreading: at most MAX_CLOSE_GAP between two closes.
+        let gap = (window / handles.len() as u32).min(MAX_CLOSE_GAP);
+        let mut tick = tokio::time::interval(gap.max(Duration::from_millis(1)));
+        // With more sockets than milliseconds in the window, close several per tick.
+        let per_tick = (Duration::from_millis(1).as_nanos() / gap.as_nanos().max(1)).max(1) as usize;
+        for chunk in handles.chunks(per_tick) {
+            tick.tick().await;
+            for h in chunk {
+                h.close(protocol::codes::RESTART);
+            }
+        }
+    }
+    for h in node.registry.handles() {
+        h.close(protocol::codes::RESTART);
     }
 }
 
@@ -167,6 +195,11 @@ async fn connection(
         debug!(error = %e, "writing the upgrade response failed");
         return;
     }
-    let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(node.ws_config)).await;
-    session::run(ws, session::Params { node, codec, remote: peer, request, shutdown }).await;
+    let mut ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(node.ws_config)).await;
+    if shutdown.is_cancelled() {
+        // Accepted just as the node began draining: the drain sweep may have passed already.
+        let _ = ws.close(None).await;
+        return;
+    }
+    session::run(ws, session::Params { node, codec, remote: peer, request }).await;
 }

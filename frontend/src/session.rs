@@ -2,7 +2,7 @@
 //!
 //! A session owns its socket and runs on one task. Each turn it waits for
 //! one thing — an inbound message, items in its outbound queue, the ping
-//! timer, a close request, shutdown — handles it, and writes everything the
+//! timer, a close request (slow consumer, kick, the node draining) — handles it, and writes everything the
 //! turn produced with one flush. Inbound packets are handled strictly in
 //! order, like SocketCluster's per-socket middleware stream.
 //!
@@ -31,7 +31,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::acl::{SocketInfo, UpgradeRequest, Verdict};
@@ -54,7 +53,6 @@ pub(crate) struct Params {
     pub codec: Codec,
     pub remote: SocketAddr,
     pub request: UpgradeRequest,
-    pub shutdown: CancellationToken,
 }
 
 /// What a turn decided about the socket's future.
@@ -130,7 +128,6 @@ where
     loop {
         let flow = tokio::select! {
             biased;
-            () = p.shutdown.cancelled() => Flow::Close(codes::RESTART),
             code = control.close_requested() => {
                 if code == codes::SLOW_CONSUMER {
                     s.node.stats.refuse(Refusal::SlowConsumer);

@@ -83,6 +83,28 @@ async fn a_publisher_subscribed_to_its_channel_gets_its_message_before_the_ack()
 }
 
 #[tokio::test]
+async fn shutdown_spreads_closes_over_the_drain_window() {
+    let mut config = frontend::Config::for_test();
+    config.drain_window = std::time::Duration::from_millis(600);
+    let node = TestNode::start(config, frontend::demo_app()).await;
+    let mut clients = Vec::new();
+    for _ in 0..60 {
+        clients.push(Client::handshake(node.json, Codec::Json).await);
+    }
+    let t0 = std::time::Instant::now();
+    let stopping = tokio::spawn(node.stop());
+    let mut closed_at = Vec::new();
+    for c in &mut clients {
+        assert_eq!(c.closed_with().await, 1005);
+        closed_at.push(t0.elapsed());
+    }
+    stopping.await.unwrap();
+    closed_at.sort();
+    let spread = closed_at[59] - closed_at[0];
+    assert!(spread >= std::time::Duration::from_millis(300), "closes spread over the window: {spread:?}");
+}
+
+#[tokio::test]
 async fn shutdown_closes_sockets_so_clients_reconnect_at_once() {
     let node = TestNode::default().await;
     let mut a = Client::handshake(node.json, Codec::Json).await;
