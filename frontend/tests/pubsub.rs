@@ -92,13 +92,20 @@ async fn shutdown_spreads_closes_over_the_drain_window() {
         clients.push(Client::handshake(node.json, Codec::Json).await);
     }
     let t0 = std::time::Instant::now();
-    let stopping = tokio::spawn(node.stop());
+    let waits: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                assert_eq!(c.closed_with().await, 1005);
+                t0.elapsed()
+            })
+        })
+        .collect();
+    node.stop().await;
     let mut closed_at = Vec::new();
-    for c in &mut clients {
-        assert_eq!(c.closed_with().await, 1005);
-        closed_at.push(t0.elapsed());
+    for w in waits {
+        closed_at.push(w.await.unwrap());
     }
-    stopping.await.unwrap();
     closed_at.sort();
     let spread = closed_at[59] - closed_at[0];
     assert!(spread >= std::time::Duration::from_millis(300), "closes spread over the window: {spread:?}");
