@@ -1,4 +1,5 @@
-// Starts and stops the Rust `frontend` binary for the compat suite.
+// Starts and stops the Rust `frontend` binary (and, through ManagedProcess,
+// the cluster's other processes) for the compat suite.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withTimeout, sleep, AUTH_KEY } from './util.mjs';
 
-const compatDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const compatDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export const FRONTEND_BIN = process.env.FRONTEND_BIN
   ? path.resolve(process.env.FRONTEND_BIN)
@@ -20,7 +21,9 @@ const MAX_LOG_BYTES = 2 * 1024 * 1024;
 
 // Every process we spawn, so that a crashing test file still kills them.
 const live = new Set();
-process.on('exit', () => {
+
+/** SIGKILL every child process that is still running (used by exit hooks). */
+export function killAllChildren() {
   for (const child of live) {
     try {
       child.kill('SIGKILL');
@@ -28,52 +31,60 @@ process.on('exit', () => {
       // already gone
     }
   }
-});
+}
 
-let serial = 0;
+process.on('exit', killAllChildren);
+// A test file killed by a signal (Ctrl-C, the test runner cancelling it) does
+// not run 'exit' hooks by itself: kill the children, then die as asked.
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+  process.once(signal, () => {
+    killAllChildren();
+    process.exit(code);
+  });
+}
 
-// The frontend also reads its settings from SOCKETCLUSTER_* / FRONTEND_*
-// environment variables; drop them so only the flags below apply.
+const serials = new Map();
+function nextSerial(kind) {
+  const n = (serials.get(kind) || 0) + 1;
+  serials.set(kind, n);
+  return n;
+}
+
+// The binaries also read their settings from environment variables
+// (SOCKETCLUSTER_*, FRONTEND_*, SCC_*, BROKER_*, STATE_SERVER_*); drop them so
+// only the flags we pass apply.
 function childEnv() {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (/^(SOCKETCLUSTER_|FRONTEND_)/.test(k)) continue;
+    if (/^(SOCKETCLUSTER_|FRONTEND_|SCC_|BROKER_|STATE_SERVER_)/.test(k)) continue;
     env[k] = v;
   }
   return env;
 }
 
-function parseHostPort(value, what) {
+export function parseHostPort(value, what) {
   const m = /^(.*):(\d+)$/.exec(String(value));
   if (!m) throw new Error(`ports file: ${what} is not "host:port": ${JSON.stringify(value)}`);
   return { host: m[1], port: Number(m[2]) };
 }
 
 /**
- * One running frontend process.
- *
- * options:
- *   port, minBinPort   fixed ports (default 0 = ephemeral); minBinPort null disables it
- *   authKey            HS256 key (default 'compat-test-key')
- *   demoRpc            --demo-rpc (default true)
- *   authRequiredPrefixes  list of --auth-required-prefix values (default ['private/'])
- *   pingIntervalMs, pingTimeoutMs
- *   extraArgs          appended verbatim
+ * One spawned process of ours that reports its bound ports in a JSON ports
+ * file: keeps its output, waits for the ports file, stops it with SIGTERM
+ * (SIGKILL after a timeout). FrontendServer, and the state server and broker
+ * processes of lib/cluster.mjs, are built on it.
  */
-export class FrontendServer {
-  constructor(options = {}) {
-    this.options = {
-      port: 0,
-      minBinPort: 0,
-      authKey: AUTH_KEY,
-      demoRpc: true,
-      authRequiredPrefixes: ['private/'],
-      pingIntervalMs: undefined,
-      pingTimeoutMs: undefined,
-      extraArgs: [],
-      ...options,
-    };
-    this.id = ++serial;
+export class ManagedProcess {
+  /**
+   * kind: label prefix ('frontend', 'broker-1', ...); bin: the binary;
+   * binHint: how to build it, for the "not found" message.
+   */
+  constructor(kind, bin, binHint) {
+    this.kind = kind;
+    this.bin = bin;
+    this.binHint = binHint;
+    this.id = nextSerial(kind);
+    this.label = `${kind}#${this.id}`;
     this.logs = [];
     this.logBytes = 0;
     this.child = null;
@@ -81,18 +92,14 @@ export class FrontendServer {
     this.ports = null;
   }
 
-  args(portsFile) {
-    const o = this.options;
-    const args = ['--host', '127.0.0.1', '--port', String(o.port)];
-    if (o.minBinPort != null) args.push('--min-bin-port', String(o.minBinPort));
-    args.push('--ports-file', portsFile);
-    if (o.authKey != null) args.push('--auth-key', o.authKey);
-    if (o.demoRpc) args.push('--demo-rpc');
-    for (const prefix of o.authRequiredPrefixes || []) args.push('--auth-required-prefix', prefix);
-    if (o.pingIntervalMs != null) args.push('--ping-interval-ms', String(o.pingIntervalMs));
-    if (o.pingTimeoutMs != null) args.push('--ping-timeout-ms', String(o.pingTimeoutMs));
-    args.push(...(o.extraArgs || []));
-    return args;
+  /** Subclasses: the argument list, given the ports file path. */
+  args(_portsFile) {
+    throw new Error('ManagedProcess.args() not implemented');
+  }
+
+  /** Subclasses: turn the parsed ports file into this.ports. */
+  parsePorts(parsed) {
+    return { raw: parsed };
   }
 
   _log(stream, chunk) {
@@ -102,24 +109,21 @@ export class FrontendServer {
       this.logBytes += text.length;
     }
     if (VERBOSE) {
-      process.stderr.write(text.replace(/^(?=.)/gm, `[frontend#${this.id} ${stream}] `));
+      process.stderr.write(text.replace(/^(?=.)/gm, `[${this.label} ${stream}] `));
     }
   }
 
   async start() {
-    if (!existsSync(FRONTEND_BIN)) {
-      throw new Error(
-        `frontend binary not found at ${FRONTEND_BIN} ` +
-          '(build it with `cargo build -p frontend` in the repo root, or set FRONTEND_BIN)'
-      );
+    if (!existsSync(this.bin)) {
+      throw new Error(`${this.kind} binary not found at ${this.bin} (${this.binHint})`);
     }
     this.tmp = mkdtempSync(path.join(tmpdir(), 'sc-compat-'));
     const portsFile = path.join(this.tmp, 'ports.json');
     const args = this.args(portsFile);
-    this.commandLine = [FRONTEND_BIN, ...args].join(' ');
+    this.commandLine = [this.bin, ...args].join(' ');
     this._log('cmd', Buffer.from(`$ ${this.commandLine}\n`));
 
-    const child = spawn(FRONTEND_BIN, args, {
+    const child = spawn(this.bin, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: childEnv(),
     });
@@ -130,6 +134,7 @@ export class FrontendServer {
     this.exited = new Promise((resolve) => {
       child.on('exit', (code, signal) => {
         this.exit = { code, signal };
+        this._log('exit', Buffer.from(`(exited: code ${code}, signal ${signal})\n`));
         live.delete(child);
         resolve(this.exit);
       });
@@ -145,7 +150,7 @@ export class FrontendServer {
     for (;;) {
       if (this.exit) {
         throw new Error(
-          `frontend exited before writing the ports file: ${JSON.stringify(this.exit)}\n` +
+          `${this.label} exited before writing the ports file: ${JSON.stringify(this.exit)}\n` +
             `command: ${this.commandLine}\n${this.logText()}`
         );
       }
@@ -156,21 +161,14 @@ export class FrontendServer {
         } catch (err) {
           // The contract says the file is written atomically, so a partial
           // read is a server bug; report it instead of retrying.
-          throw new Error(`ports file is not valid JSON (should be written atomically): ${err.message}`);
+          throw new Error(`${this.label}: ports file is not valid JSON (should be written atomically): ${err.message}`);
         }
-        this.ports = { raw: parsed };
-        this.ports.json = parseHostPort(parsed.json, 'json').port;
-        if (this.options.minBinPort != null) {
-          if (parsed.min_bin == null) {
-            throw new Error(`ports file has no min_bin entry although --min-bin-port was given: ${JSON.stringify(parsed)}`);
-          }
-          this.ports.minBin = parseHostPort(parsed.min_bin, 'min_bin').port;
-        }
+        this.ports = this.parsePorts(parsed);
         return this;
       }
       if (Date.now() > deadline) {
         throw new Error(
-          `frontend did not write ${portsFile} within ${PORTS_FILE_TIMEOUT_MS} ms\n` +
+          `${this.label} did not write ${portsFile} within ${PORTS_FILE_TIMEOUT_MS} ms\n` +
             `command: ${this.commandLine}\n${this.logText()}`
         );
       }
@@ -178,13 +176,12 @@ export class FrontendServer {
     }
   }
 
-  /** Port for a codec name: 'json' or 'min-bin'. */
-  portFor(codecName) {
-    return codecName === 'min-bin' ? this.ports.minBin : this.ports.json;
+  get running() {
+    return !!this.child && !this.exit;
   }
 
   logText() {
-    return `----- frontend#${this.id} output -----\n${this.logs.join('')}----- end frontend#${this.id} -----`;
+    return `----- ${this.label} output -----\n${this.logs.join('')}----- end ${this.label} -----`;
   }
 
   /** SIGTERM, wait for exit (SIGKILL after a timeout). Resolves with {code, signal, forced}. */
@@ -193,7 +190,7 @@ export class FrontendServer {
     if (!this.exit) {
       this.child.kill('SIGTERM');
       try {
-        await withTimeout(this.exited, timeoutMs, `frontend#${this.id} to exit after SIGTERM`);
+        await withTimeout(this.exited, timeoutMs, `${this.label} to exit after SIGTERM`);
       } catch {
         this.child.kill('SIGKILL');
         await this.exited;
@@ -214,6 +211,73 @@ export class FrontendServer {
       rmSync(this.tmp, { recursive: true, force: true });
       this.tmp = null;
     }
+  }
+}
+
+/**
+ * One running frontend process.
+ *
+ * options:
+ *   port, minBinPort   fixed ports (default 0 = ephemeral); minBinPort null disables it
+ *   authKey            HS256 key (default 'compat-test-key')
+ *   demoRpc            --demo-rpc (default true)
+ *   authRequiredPrefixes  list of --auth-required-prefix values (default ['private/'])
+ *   pingIntervalMs, pingTimeoutMs
+ *   nodeId, stateServer, clusterKey   cluster mode: --id, --state-server, --cluster-key
+ *   extraArgs          appended verbatim
+ */
+export class FrontendServer extends ManagedProcess {
+  constructor(options = {}) {
+    super('frontend', FRONTEND_BIN, 'build it with `cargo build -p frontend` in the repo root, or set FRONTEND_BIN');
+    this.options = {
+      port: 0,
+      minBinPort: 0,
+      authKey: AUTH_KEY,
+      demoRpc: true,
+      authRequiredPrefixes: ['private/'],
+      pingIntervalMs: undefined,
+      pingTimeoutMs: undefined,
+      nodeId: undefined,
+      stateServer: undefined,
+      clusterKey: undefined,
+      extraArgs: [],
+      ...options,
+    };
+    if (this.options.nodeId) this.label = `${this.options.nodeId}#${this.id}`;
+  }
+
+  args(portsFile) {
+    const o = this.options;
+    const args = ['--host', '127.0.0.1', '--port', String(o.port)];
+    if (o.minBinPort != null) args.push('--min-bin-port', String(o.minBinPort));
+    args.push('--ports-file', portsFile);
+    if (o.authKey != null) args.push('--auth-key', o.authKey);
+    if (o.demoRpc) args.push('--demo-rpc');
+    for (const prefix of o.authRequiredPrefixes || []) args.push('--auth-required-prefix', prefix);
+    if (o.pingIntervalMs != null) args.push('--ping-interval-ms', String(o.pingIntervalMs));
+    if (o.pingTimeoutMs != null) args.push('--ping-timeout-ms', String(o.pingTimeoutMs));
+    if (o.nodeId != null) args.push('--id', o.nodeId);
+    if (o.stateServer != null) args.push('--state-server', o.stateServer);
+    if (o.clusterKey != null) args.push('--cluster-key', o.clusterKey);
+    args.push(...(o.extraArgs || []));
+    return args;
+  }
+
+  parsePorts(parsed) {
+    const ports = { raw: parsed };
+    ports.json = parseHostPort(parsed.json, 'json').port;
+    if (this.options.minBinPort != null) {
+      if (parsed.min_bin == null) {
+        throw new Error(`ports file has no min_bin entry although --min-bin-port was given: ${JSON.stringify(parsed)}`);
+      }
+      ports.minBin = parseHostPort(parsed.min_bin, 'min_bin').port;
+    }
+    return ports;
+  }
+
+  /** Port for a codec name: 'json' or 'min-bin'. */
+  portFor(codecName) {
+    return codecName === 'min-bin' ? this.ports.minBin : this.ports.json;
   }
 }
 

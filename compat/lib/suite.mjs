@@ -1,9 +1,12 @@
 // The compat suite proper. defineSuite('json') / defineSuite('min-bin') each
 // register the same tests; the codec decides which listener the clients use
-// and which codecEngine they are given.
+// and which codecEngine they are given. With {cluster: true} (default: the
+// COMPAT_CLUSTER environment variable) every test runs against a cluster of
+// one state server, two brokers and two frontends, its clients alternating
+// between the two frontends.
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { CODECS, DEFAULT_WAIT_MS, compatTest } from './harness.mjs';
+import { CLUSTER_FROM_ENV, CODECS, DEFAULT_WAIT_MS, compatTest, modeName } from './harness.mjs';
 import { AUTH_KEY, MemoryAuthEngine, forgeJwt, inspectJwt, nowSeconds, sleep, waitUntil, withTimeout } from './util.mjs';
 
 const W = DEFAULT_WAIT_MS;
@@ -93,12 +96,13 @@ const NESTED = {
   deep: { a: { b: { c: { d: 'bottom' } } } },
 };
 
-export function defineSuite(codecName) {
+export function defineSuite(codecName, { cluster = CLUSTER_FROM_ENV } = {}) {
   const codec = CODECS[codecName];
   assert.ok(codec, `unknown codec ${codecName}`);
-  const t = (name, fn, opts) => compatTest(codec, name, fn, opts);
+  const t = (name, fn, opts) => compatTest(codec, name, fn, { ...opts, cluster });
+  const target = cluster ? 'cluster (state server, 2 brokers, 2 frontends)' : 'single frontend';
 
-  describe(`socketcluster-client 20.0.2 vs frontend [${codecName} codec]`, () => {
+  describe(`socketcluster-client 20.0.2 vs ${target} [${codecName} codec, ${modeName(cluster)} mode]`, () => {
     // 1 ------------------------------------------------------------------
     t('1. handshake: id, open state, unauthenticated', async (h) => {
       const srv = await h.server();

@@ -137,11 +137,11 @@ pub struct Args {
     pub drain_ms: u64,
 
     /// Ping interval on links to brokers, in milliseconds.
-    #[arg(long, env = "FRONTEND_FABRIC_HEARTBEAT_MS", default_value_t = 1000)]
+    #[arg(long, env = "FRONTEND_FABRIC_HEARTBEAT_MS", default_value_t = 500)]
     pub fabric_heartbeat_ms: u64,
 
     /// A broker silent this long is treated as dead and its channels rerouted, in milliseconds.
-    #[arg(long, env = "FRONTEND_FABRIC_TIMEOUT_MS", default_value_t = 3000)]
+    #[arg(long, env = "FRONTEND_FABRIC_TIMEOUT_MS", default_value_t = 2000)]
     pub fabric_timeout_ms: u64,
 
     /// Heartbeat interval on the link to the state server, in milliseconds.

@@ -135,8 +135,8 @@ struct State {
 /// subscriber, which holds interest at both during the drain, then gets a
 /// publisher's messages in the order they were sent.
 struct Hold {
-    /// The table publishes followed before the commit.
-    old: SlotTable,
+    /// The routing publishes followed before the commit (table and dead brokers).
+    old: (SlotTable, BTreeSet<String>),
     /// Frames for the new owners, in publish order.
     buffered: Vec<(String, Bytes)>,
     /// The epoch whose commit started it (a later commit's hold is not this one's to release).
@@ -258,7 +258,7 @@ impl Upstream {
             });
             let f = frame(&FabricFrame::Publish { channel: channel.to_owned(), payload, ack });
             let held_back = match &mut st.hold {
-                Some(h) if h.old.owner(channel).is_some_and(|old| old.id != owner.id) => {
+                Some(h) if routing::route(&h.old.0, &h.old.1, channel).is_some_and(|old| old.id != owner.id) => {
                     h.buffered.push((owner.id.clone(), f.clone()));
                     true
                 }
@@ -482,10 +482,10 @@ impl Inner {
         let now = Instant::now();
         let epoch = table.epoch;
         self.release_hold(&mut st);
-        let old = st.routing.effective();
+        let old = st.routing.snapshot();
         st.routing.commit(table, now, now + self.config.drain);
-        if !old.is_empty() && old.slots != st.routing.effective().slots {
-            let waits: Vec<_> = old.slots.iter().filter_map(|b| self.barrier(&mut st, &b.id)).collect();
+        if !old.0.is_empty() && st.routing.snapshot() != old {
+            let waits: Vec<_> = old.0.slots.iter().filter_map(|b| self.barrier(&mut st, &b.id)).collect();
             st.hold = Some(Hold { old, buffered: Vec::new(), epoch });
             let inner = self.clone();
             tokio::spawn(async move {

@@ -4,7 +4,11 @@
 //! a reshard is under way), the brokers it has seen die since the last
 //! commit, and the tables it has just left (kept for the drain delay).
 //!
-//! - Publishes go to the channel's owner in `committed.without(dead)`.
+//! - Publishes go to the channel's owner in the committed table; only a
+//!   channel whose owner is dead goes to its owner in `committed.without(dead)`
+//!   (by the leave rule, the broker in the last slot). Channels of live
+//!   brokers never move without the state server's two-phase reshard, so a
+//!   failure costs only the dead broker's channels.
 //! - Interest is held at the owner in every table that still matters: the
 //!   effective one, the prepared one, and each draining one. That is
 //!   make-before-break: the new owner is subscribed before anyone publishes
@@ -58,7 +62,13 @@ impl Routing {
     /// Where a publish on `channel` goes.
     #[must_use]
     pub fn publish_owner(&self, channel: &str) -> Option<BrokerInfo> {
-        self.effective().owner(channel).cloned()
+        route(&self.committed, &self.dead, channel)
+    }
+
+    /// The routing as it stands, to compare against after a change.
+    #[must_use]
+    pub fn snapshot(&self) -> (SlotTable, BTreeSet<String>) {
+        (self.committed.clone(), self.dead.clone())
     }
 
     /// Every broker that should hold this frontend's interest in `channel`.
@@ -66,7 +76,7 @@ impl Routing {
     pub fn interest_owners(&self, channel: &str) -> BTreeSet<String> {
         let mut owners = BTreeSet::new();
         let mut add = |t: &SlotTable| {
-            if let Some(b) = self.without_dead(t).owner(channel) {
+            if let Some(b) = route(t, &self.dead, channel) {
                 owners.insert(b.id.clone());
             }
         };
@@ -110,7 +120,8 @@ impl Routing {
         if table.epoch <= self.committed.epoch {
             return;
         }
-        let old = self.effective();
+        // Drained by `route` like any table, so a dead broker's channels stay where they went.
+        let old = self.committed.clone();
         self.prepared = self.prepared.take().filter(|p| p.epoch > table.epoch);
         // A broker the new table still lists stays dead until its link proves otherwise.
         self.dead.retain(|id| table.contains(id));
@@ -139,6 +150,18 @@ impl Routing {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.draining.iter().map(|(t, _)| *t).min()
     }
+}
+
+/// The owner of `channel` in `table`, or, if that broker is dead, its owner
+/// once the dead brokers have left by the leave rule.
+#[must_use]
+pub fn route(table: &SlotTable, dead: &BTreeSet<String>, channel: &str) -> Option<BrokerInfo> {
+    let owner = table.owner(channel)?;
+    if !dead.contains(&owner.id) {
+        return Some(owner.clone());
+    }
+    let gone: Vec<&str> = dead.iter().map(String::as_str).collect();
+    table.without(&gone).owner(channel).cloned()
 }
 
 #[cfg(test)]
@@ -186,16 +209,26 @@ mod tests {
         assert!(r.broker_died("b0"));
         assert!(!r.broker_died("b0"));
         assert_eq!(r.effective().slots, table(3).leave("b0").slots);
+        let t = table(3);
         for i in 0..1000 {
             let c = format!("x{i}");
-            assert_ne!(r.publish_owner(&c).unwrap().id, "b0");
+            let was = &t.owner(&c).unwrap().id;
+            let now_ = r.publish_owner(&c).unwrap().id;
+            if was == "b0" {
+                assert_eq!(now_, "b2", "{c}: a dead broker's channels go to the last slot's broker");
+            } else {
+                assert_eq!(&now_, was, "{c}: live brokers keep their channels until a two-phase commit");
+            }
         }
-        // The state server later commits the same table: nothing moves.
-        let before: Vec<_> = (0..1000).map(|i| r.publish_owner(&format!("x{i}"))).collect();
+        // The state server later commits the leave: the dead broker's channels stay where they went.
         r.commit(table(3).leave("b0"), now, now);
         assert!(r.dead().is_empty());
-        let after: Vec<_> = (0..1000).map(|i| r.publish_owner(&format!("x{i}"))).collect();
-        assert_eq!(before, after);
+        for i in 0..1000 {
+            let c = format!("x{i}");
+            if t.owner(&c).unwrap().id == "b0" {
+                assert_eq!(r.publish_owner(&c).unwrap().id, "b2");
+            }
+        }
     }
 
     #[test]
@@ -209,6 +242,10 @@ mod tests {
         z.broker_died("b3");
         z.broker_died("b1");
         assert_eq!(a.effective(), z.effective());
+        for i in 0..1000 {
+            let c = format!("x{i}");
+            assert_eq!(a.publish_owner(&c), z.publish_owner(&c));
+        }
     }
 
     #[test]

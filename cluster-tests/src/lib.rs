@@ -1,0 +1,1 @@
+//! Cluster acceptance tests live in `tests/`; this crate has no code of its own.
