@@ -1,0 +1,25 @@
+//! The chat domain of the cluster: a team chat in the style of Rocket.Chat (spec:
+//! `shared/reference/chat-domain.md`).
+//!
+//! Pure modules (no I/O, no clock, no runtime): [`ids`], [`roles`], [`permissions`], [`policy`],
+//! [`user`], [`room`], [`message`], [`mentions`], [`unread`], [`settings`], [`limits`], [`auth`].
+//! Storage: the [`store::Store`] trait and its backends ([`store::sqlite`]). Transport (socket events,
+//! REST) belongs to the frontend, which calls [`policy::Policy::authorize`] and then the store.
+
+pub mod auth;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod mentions;
+pub mod message;
+pub mod permissions;
+pub mod policy;
+pub mod roles;
+pub mod room;
+mod serde_util;
+pub mod settings;
+pub mod store;
+pub mod unread;
+pub mod user;
+
+pub use error::{ChatError, Result};

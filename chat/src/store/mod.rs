@@ -1,0 +1,325 @@
+//! Persistence. [`Store`] is what the §2.1 MVP methods need from a database, and nothing about who may
+//! call them: authorization is [`crate::policy`]'s job and happens before a store call. A store does
+//! keep the invariants that need atomicity, because only it can: unique usernames, emails, room names and
+//! DM keys; a dense, strictly increasing `seq` per room; idempotent sends by `(author, clientMsgId)`;
+//! the last-owner rule on leave, kick and role change; counters instead of per-member writes (§5.3).
+//!
+//! The trait is object-safe (`#[async_trait]`), so the frontend holds an `Arc<dyn Store>` and picks the
+//! backend from its configuration at run time; the cost is one boxed future per call, which is small
+//! next to a database round trip. Backends: [`sqlite`] (embedded default) and, with the `mongodb`
+//! feature, `mongo`. One conformance suite (`tests/conformance.rs`) runs against every backend.
+//!
+//! Conventions: lists are bounded by an explicit `limit` that backends clamp to [`crate::limits`];
+//! message lists are in ascending `seq` order; `updated_since` filters are inclusive (`>=`) so a client
+//! using a small overlap never misses a write with the same millisecond.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{MessageId, Millis, RoomId, SessionId, UserId};
+use crate::message::{Mention, Message, NewMessage};
+use crate::permissions::Permission;
+use crate::roles::Role;
+use crate::room::{NewRoom, Room, RoomPatch, Subscription};
+use crate::unread::{RoomCounters, Seq, Unread};
+use crate::user::{NewUser, User};
+use crate::Result;
+
+pub mod mongo;
+pub mod sqlite;
+
+/// A value and whether this call created it (false: it existed, e.g. an idempotent retry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Created<T> {
+    pub value: T,
+    pub created: bool,
+}
+
+/// Interactive login or personal access token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionKind {
+    Login,
+    Pat,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Login => "login",
+            SessionKind::Pat => "pat",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SessionKind> {
+        match s {
+            "login" => Some(SessionKind::Login),
+            "pat" => Some(SessionKind::Pat),
+            _ => None,
+        }
+    }
+}
+
+/// A session or personal access token (§1.2). Only the token's hash is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub kind: SessionKind,
+    pub token_hash: String,
+    /// PAT label.
+    pub name: Option<String>,
+    pub last_four: String,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+    /// `None`: valid until revoked (PATs).
+    pub expires_at: Option<Millis>,
+    /// User agent / address at creation.
+    pub client: Option<String>,
+}
+
+impl Session {
+    /// Still usable at `now`?
+    pub fn is_valid_at(&self, now: Millis) -> bool {
+        self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// Input for [`Store::create_session`].
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub user_id: UserId,
+    pub kind: SessionKind,
+    pub token_hash: String,
+    pub name: Option<String>,
+    pub last_four: String,
+    pub expires_at: Option<Millis>,
+    pub client: Option<String>,
+}
+
+/// A subscription with its room's counters, so unread can be derived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberState {
+    pub subscription: Subscription,
+    pub counters: RoomCounters,
+}
+
+impl MemberState {
+    pub fn unread(&self) -> Unread {
+        self.subscription.unread(self.counters)
+    }
+}
+
+/// `subscription.list(updatedSince)`: changed subscriptions and rooms the user is no longer in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionDelta {
+    pub update: Vec<MemberState>,
+    pub remove: Vec<RoomId>,
+}
+
+/// A page of a room's timeline (thread-only replies excluded), by `seq`. Results are ascending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// The newest `limit` messages.
+    Latest { limit: usize },
+    /// The newest `limit` messages with `seq < before`.
+    Before { seq: Seq, limit: usize },
+    /// The oldest `limit` messages with `seq > after`.
+    After { seq: Seq, limit: usize },
+}
+
+/// `message.search`: full-text query limited to rooms the reader may read.
+#[derive(Clone, Debug)]
+pub struct SearchQuery {
+    /// Results come only from rooms this user is subscribed to…
+    pub reader: UserId,
+    /// …plus this public channel, when the caller holds `preview-c-room` (checked by the policy; the
+    /// store still ignores it unless it is a channel).
+    pub preview_room: Option<RoomId>,
+    /// Restrict to one room (still subject to the rule above).
+    pub room: Option<RoomId>,
+    /// Words; every word must match. At most `MAX_SEARCH_QUERY_CHARS` characters.
+    pub text: String,
+    pub limit: usize,
+}
+
+/// `message.sync` answer (§4.7 step 4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResult {
+    /// Messages with `seq > afterSeq`, ascending (thread replies included).
+    pub messages: Vec<Message>,
+    /// Older messages (`seq ≤ afterSeq`) changed since `updatedSince`: edits, reactions, pins.
+    pub updated: Vec<Message>,
+    /// Older messages deleted since `updatedSince` (tombstones).
+    pub deleted: Vec<Message>,
+    /// Too much happened: drop the room cache and load the newest page.
+    pub reset: bool,
+}
+
+/// The storage contract. See the module documentation for what a backend guarantees.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- users ----
+    /// Creates a user; `Conflict` on a taken username or email (case-insensitive).
+    async fn create_user(&self, new: NewUser) -> Result<User>;
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>>;
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    /// Resolves usernames (case-insensitive), e.g. for mentions; unknown names are skipped.
+    async fn users_by_usernames(&self, usernames: &[String]) -> Result<Vec<User>>;
+    /// Active users whose username starts with `prefix`, by username.
+    async fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>>;
+    async fn count_users(&self) -> Result<u64>;
+    /// Activates or deactivates; deactivation revokes every session and returns their ids.
+    async fn set_user_active(&self, id: &UserId, active: bool) -> Result<Vec<SessionId>>;
+    async fn set_user_roles(&self, id: &UserId, roles: Vec<Role>) -> Result<User>;
+    async fn set_password_hash(&self, id: &UserId, hash: &str) -> Result<()>;
+    async fn password_hash(&self, id: &UserId) -> Result<Option<String>>;
+
+    // ---- sessions and tokens ----
+    async fn create_session(&self, new: NewSession) -> Result<Session>;
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>>;
+    /// Looks a token up by the SHA-256 hash of its secret; expiry is the caller's check.
+    async fn session_by_token_hash(&self, hash: &str) -> Result<Option<Session>>;
+    async fn touch_session(&self, id: &SessionId, at: Millis) -> Result<()>;
+    async fn list_sessions(&self, user: &UserId, kind: Option<SessionKind>) -> Result<Vec<Session>>;
+    /// Deletes one session; false if it did not exist.
+    async fn revoke_session(&self, id: &SessionId) -> Result<bool>;
+    /// Deletes every session of `user` except `keep`; returns the revoked ids.
+    async fn revoke_user_sessions(&self, user: &UserId, keep: Option<&SessionId>) -> Result<Vec<SessionId>>;
+
+    // ---- rooms ----
+    /// Creates the room with the creator's subscription (owner of `c`/`p`) and the other members', in
+    /// one transaction. A DM whose key exists is returned with `created = false`. `Conflict` on a taken
+    /// name; `NotFound` if a member does not exist.
+    async fn create_room(&self, new: NewRoom) -> Result<Created<Room>>;
+    async fn get_room(&self, id: &RoomId) -> Result<Option<Room>>;
+    /// Channel or group by name (case-insensitive).
+    async fn room_by_name(&self, name: &str) -> Result<Option<Room>>;
+    /// Rooms `user` is subscribed to, changed at or after `updated_since` when given.
+    async fn rooms_for_user(&self, user: &UserId, updated_since: Option<Millis>) -> Result<Vec<Room>>;
+    /// Public channels whose name contains `term`, by name, after the `after` name (keyset cursor).
+    async fn directory(&self, term: &str, after: Option<&str>, limit: usize) -> Result<Vec<Room>>;
+    async fn update_room(&self, id: &RoomId, patch: RoomPatch) -> Result<Room>;
+    async fn set_archived(&self, id: &RoomId, archived: bool) -> Result<Room>;
+    /// Removes the room, its subscriptions and messages; returns the former members.
+    async fn delete_room(&self, id: &RoomId) -> Result<Vec<UserId>>;
+
+    // ---- subscriptions ----
+    /// Adds a member (idempotent), caught up to the room's counters (history before joining is not
+    /// unread).
+    async fn add_member(&self, room: &RoomId, user: &UserId, roles: Vec<Role>) -> Result<Created<Subscription>>;
+    /// Removes a member; `LastOwner` if that would leave a room with members but no owner; false if the
+    /// user was not a member.
+    async fn remove_member(&self, room: &RoomId, user: &UserId) -> Result<bool>;
+    /// Adds or removes a room role; `LastOwner` when removing the only owner's role.
+    async fn set_member_role(&self, room: &RoomId, user: &UserId, role: Role, add: bool) -> Result<Subscription>;
+    async fn get_subscription(&self, room: &RoomId, user: &UserId) -> Result<Option<Subscription>>;
+    /// Members by user id after `after` (keyset cursor).
+    async fn list_members(&self, room: &RoomId, after: Option<&UserId>, limit: usize) -> Result<Vec<Subscription>>;
+    async fn count_owners(&self, room: &RoomId) -> Result<u64>;
+    async fn subscriptions_for_user(&self, user: &UserId, updated_since: Option<Millis>) -> Result<SubscriptionDelta>;
+    /// Read counters := room counters, mention counters := 0.
+    async fn mark_read(&self, room: &RoomId, user: &UserId) -> Result<MemberState>;
+
+    // ---- messages ----
+    /// Assigns the next `seq` and stores the message, atomically with the room counters, the thread
+    /// root's counters, the sender's read counters and the mentioned members' mention counters. A retry
+    /// with the same `(author, clientMsgId)` returns the stored message with `created = false`.
+    async fn insert_message(&self, new: NewMessage) -> Result<Created<Message>>;
+    async fn get_message(&self, id: &MessageId) -> Result<Option<Message>>;
+    async fn edit_message(
+        &self,
+        id: &MessageId,
+        text: &str,
+        editor: &UserId,
+        mentions: Vec<Mention>,
+    ) -> Result<Message>;
+    /// Turns the message into a tombstone (idempotent).
+    async fn delete_message(&self, id: &MessageId) -> Result<Message>;
+    async fn set_reaction(&self, id: &MessageId, emoji: &str, user: &UserId, on: bool) -> Result<Message>;
+    async fn set_pinned(&self, id: &MessageId, by: &UserId, on: bool) -> Result<Message>;
+    /// A timeline page (thread-only replies excluded; tombstones included).
+    async fn history(&self, room: &RoomId, page: Page) -> Result<Vec<Message>>;
+    /// Every message (thread replies included) with `seq > after`, ascending.
+    async fn messages_after(&self, room: &RoomId, after: Seq, limit: usize) -> Result<Vec<Message>>;
+    /// Messages with `seq ≤ up_to` whose `updatedAt ≥ since`, ascending by `seq`.
+    async fn messages_updated_since(
+        &self,
+        room: &RoomId,
+        since: Millis,
+        up_to: Seq,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+    /// Replies of a thread with `seq > after`, ascending.
+    async fn thread_messages(&self, root: &MessageId, after: Seq, limit: usize) -> Result<Vec<Message>>;
+    async fn pinned_messages(&self, room: &RoomId, limit: usize) -> Result<Vec<Message>>;
+    /// Full-text search, only in rooms the reader may read, tombstones excluded.
+    async fn search_messages(&self, query: &SearchQuery) -> Result<Vec<Message>>;
+
+    // ---- permissions and settings ----
+    /// Stored permission rows (overrides of the §3 defaults).
+    async fn permission_overrides(&self) -> Result<Vec<(Permission, Vec<Role>)>>;
+    async fn set_permission(&self, perm: Permission, roles: Vec<Role>) -> Result<()>;
+    async fn settings(&self) -> Result<Vec<(String, serde_json::Value)>>;
+    async fn set_setting(&self, key: &str, value: serde_json::Value) -> Result<()>;
+
+    // ---- composed ----
+    /// `message.sync(rid, afterSeq, updatedSince, limit)`, built from the two primitive reads.
+    async fn sync(&self, room: &RoomId, after: Seq, updated_since: Millis, limit: usize) -> Result<SyncResult> {
+        let limit = crate::limits::page(Some(limit), crate::limits::MAX_SYNC_PAGE);
+        let mut messages = self.messages_after(room, after, limit + 1).await?;
+        if messages.len() > limit {
+            messages.truncate(limit);
+            return Ok(SyncResult { messages, reset: true, ..SyncResult::default() });
+        }
+        let changed = self.messages_updated_since(room, updated_since, after, limit + 1).await?;
+        if changed.len() > limit {
+            return Ok(SyncResult { messages, reset: true, ..SyncResult::default() });
+        }
+        let (deleted, updated) = changed.into_iter().partition(Message::is_deleted);
+        Ok(SyncResult { messages, updated, deleted, reset: false })
+    }
+}
+
+/// The FTS query both backends use: every word quoted (so operators in user input are plain text) and
+/// all required. Empty when the text has no word.
+pub fn quoted_terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-')
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| format!("\"{}\"", w.replace('"', "")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_terms_are_quoted_and_bounded() {
+        assert_eq!(quoted_terms("hello, \"world\" OR x*"), vec!["\"hello\"", "\"world\"", "\"OR\"", "\"x\""]);
+        assert!(quoted_terms("  ...  ").is_empty());
+        assert_eq!(quoted_terms(&"a ".repeat(100)).len(), 16);
+    }
+
+    #[test]
+    fn sessions_expire() {
+        let s = Session {
+            id: SessionId::from("s"),
+            user_id: UserId::from("u"),
+            kind: SessionKind::Login,
+            token_hash: "h".into(),
+            name: None,
+            last_four: "abcd".into(),
+            created_at: 0,
+            last_used_at: None,
+            expires_at: Some(10),
+            client: None,
+        };
+        assert!(s.is_valid_at(9));
+        assert!(!s.is_valid_at(10));
+        assert!(Session { expires_at: None, ..s }.is_valid_at(i64::MAX));
+    }
+}
