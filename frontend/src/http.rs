@@ -27,6 +27,8 @@ pub enum Request {
     Health,
     /// `GET /ready`.
     Ready,
+    /// `GET /metrics`.
+    Metrics,
     /// Anything else: answer with this status and close.
     Refuse { status: u16, reason: &'static str },
     /// The peer closed before sending a whole head.
@@ -79,6 +81,9 @@ fn classify(req: &httparse::Request<'_, '_>, ws_path: &str, leftover: Vec<u8>) -
     }
     if path == "/ready" {
         return Request::Ready;
+    }
+    if path == "/metrics" {
+        return Request::Metrics;
     }
     if path != ws_path && path != ws_path.trim_end_matches('/') {
         return Request::Refuse { status: 404, reason: "Not Found" };

@@ -15,6 +15,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod node;
 pub mod outbox;
 pub mod registry;

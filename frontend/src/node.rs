@@ -10,6 +10,7 @@ use crate::auth::TokenAuth;
 use crate::config::Config;
 use crate::handlers::Handlers;
 use crate::hub::Hub;
+use crate::metrics::{Histograms, Metrics};
 use crate::registry::Registry;
 use crate::stats::Stats;
 use crate::upstream::Upstream;
@@ -41,7 +42,8 @@ pub struct Node {
     pub auth: TokenAuth,
     pub acl: Arc<dyn AccessControl>,
     pub handlers: Handlers,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
+    pub metrics: Metrics,
     pub registry: Registry,
     pub(crate) ws_config: WebSocketConfig,
     next_socket: AtomicU64,
@@ -68,7 +70,13 @@ impl Node {
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
         let hub = Arc::new(Hub::default());
-        let upstream = config.cluster.clone().map(|c| Arc::new(Upstream::new(c, hub.clone())));
+        let histograms = Histograms::default();
+        let upstream = config
+            .cluster
+            .clone()
+            .map(|c| Arc::new(Upstream::new(c, hub.clone(), histograms.reshard_prepare_seconds.clone())));
+        let stats = Arc::new(Stats::default());
+        let metrics = Metrics::new(stats.clone(), hub.clone(), upstream.clone(), histograms);
         Arc::new(Self {
             auth: TokenAuth::new(&key, config.auth_default_expiry),
             config,
@@ -76,7 +84,8 @@ impl Node {
             upstream,
             acl: app.acl,
             handlers: app.handlers,
-            stats: Stats::default(),
+            stats,
+            metrics,
             registry: Registry::default(),
             ws_config,
             next_socket: AtomicU64::new(1),

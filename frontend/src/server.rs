@@ -176,6 +176,11 @@ async fn connection(
             let _ = http::respond(&mut stream, 200, "OK", "application/json", &body).await;
             return;
         }
+        Ok(Ok(Request::Metrics)) => {
+            let body = node.metrics.render();
+            let _ = http::respond(&mut stream, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", &body).await;
+            return;
+        }
         Ok(Ok(Request::Ready)) => {
             // Ready: not shutting down, and in cluster mode joined with live broker links.
             let ready = !shutdown.is_cancelled() && node.upstream.as_ref().is_none_or(|u| u.is_ready());

@@ -369,7 +369,9 @@ impl Session {
         match request {
             Request::Handshake { auth_token } => self.on_handshake(cid, auth_token).await,
             Request::Subscribe { channel, data } => {
+                let started = Instant::now();
                 let result = self.subscribe(channel, data).await;
+                self.node.metrics.histograms.subscribe_ack_seconds.observe(started.elapsed().as_secs_f64());
                 self.reply(cid, result.as_ref().map(Option::as_ref));
                 Flow::Continue
             }
@@ -385,7 +387,11 @@ impl Session {
                 Flow::Continue
             }
             Request::Publish { channel, data } => {
+                let started = Instant::now();
                 let result = self.publish(cid, channel, data).await;
+                if cid.is_some() {
+                    self.node.metrics.histograms.publish_ack_seconds.observe(started.elapsed().as_secs_f64());
+                }
                 self.reply(cid, result.as_ref().map(|()| None));
                 Flow::Continue
             }

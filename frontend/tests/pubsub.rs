@@ -118,3 +118,47 @@ async fn shutdown_closes_sockets_so_clients_reconnect_at_once() {
     node.stop().await;
     assert_eq!(a.closed_with().await, 1005);
 }
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let node = TestNode::default().await;
+    let before = scrape(node.json).await;
+    let mut a = Client::handshake(node.json, Codec::Json).await;
+    a.subscribe("m").await;
+    a.subscribe("n").await;
+    for i in 0..3 {
+        // Our own copy arrives before the ack (and is skipped by `invoke`).
+        a.invoke("#publish", json!({"channel": "m", "data": i})).await;
+    }
+    let r = a.invoke("nope", json!(null)).await;
+    assert_eq!(r["error"]["name"], "UnknownEventError");
+    let after = scrape(node.json).await;
+    let delta = |name: &str| metric(&after, name) - metric(&before, name);
+    assert_eq!(delta("frontend_handshakes_total"), 1.0);
+    assert_eq!(delta("frontend_publishes_in_total"), 3.0);
+    assert_eq!(delta("frontend_publish_encodes_total"), 3.0, "one JSON encode per publish");
+    assert_eq!(delta("frontend_refused_total{reason=\"unknown_event\"}"), 1.0);
+    assert_eq!(delta("frontend_publish_ack_seconds_count"), 3.0);
+    assert_eq!(delta("frontend_subscribe_ack_seconds_count"), 2.0);
+    assert_eq!(metric(&after, "frontend_sockets"), 1.0);
+    assert_eq!(metric(&after, "frontend_subscribed_channels"), 2.0);
+}

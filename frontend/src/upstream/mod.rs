@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use prometheus_client::metrics::histogram::Histogram;
 use protocol::fabric::FabricFrame;
 use protocol::framing;
 use protocol::slots::SlotTable;
@@ -106,6 +107,8 @@ pub struct Upstream {
 struct Inner {
     config: ClusterConfig,
     hub: Arc<Hub>,
+    /// How long prepares take (reshard durations on this node).
+    prepare_seconds: Histogram,
     stats: UpstreamStats,
     state: Mutex<State>,
     /// Wakes the drain timer when a commit adds a draining table.
@@ -160,11 +163,12 @@ fn frame(f: &FabricFrame) -> Bytes {
 
 impl Upstream {
     #[must_use]
-    pub fn new(config: ClusterConfig, hub: Arc<Hub>) -> Self {
+    pub fn new(config: ClusterConfig, hub: Arc<Hub>, prepare_seconds: Histogram) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 hub,
+                prepare_seconds,
                 stats: UpstreamStats::default(),
                 state: Mutex::new(State::default()),
                 drain_changed: Notify::new(),
@@ -208,6 +212,13 @@ impl Upstream {
         let st = self.inner.lock();
         let eff = st.routing.effective();
         st.welcomed && !eff.is_empty() && eff.slots.iter().all(|b| st.links.get(&b.id).is_some_and(|l| l.tx.is_some()))
+    }
+
+    /// Links that are up, and links this node needs.
+    #[must_use]
+    pub fn link_counts(&self) -> (usize, usize) {
+        let st = self.inner.lock();
+        (st.links.values().filter(|l| l.tx.is_some()).count(), st.links.len())
     }
 
     /// The committed table and the brokers seen dead, for status pages.
@@ -443,6 +454,7 @@ impl Inner {
     /// Phase one: subscribe at the new owners, wait until they confirm.
     async fn prepare(self: &Arc<Self>, table: SlotTable) {
         let epoch = table.epoch;
+        let started = Instant::now();
         {
             let mut st = self.lock();
             st.routing.prepare(table);
@@ -472,6 +484,7 @@ impl Inner {
         for w in waits {
             let _ = tokio::time::timeout_at(deadline, w).await;
         }
+        self.prepare_seconds.observe(started.elapsed().as_secs_f64());
         debug!(epoch, "prepared");
     }
 

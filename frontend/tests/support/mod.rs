@@ -148,9 +148,14 @@ impl Client {
     }
 
     /// The next packet for which `pred` holds; earlier others are dropped.
+    /// Fails after `WAIT` in all (pings do not extend the wait).
     pub async fn next_matching(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let p = self.next_packet().await.unwrap_or_else(|| panic!("connection closed while waiting"));
+            let p = tokio::time::timeout_at(deadline, self.next_packet())
+                .await
+                .expect("the expected packet in time")
+                .unwrap_or_else(|| panic!("connection closed while waiting"));
             if pred(&p) {
                 return p;
             }
