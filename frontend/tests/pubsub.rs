@@ -1,5 +1,7 @@
 //! One node, raw clients: the protocol behaviours a SocketCluster app relies on.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::{Arc, Mutex};
