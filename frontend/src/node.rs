@@ -10,10 +10,14 @@ use crate::auth::TokenAuth;
 use crate::config::Config;
 use crate::handlers::Handlers;
 use crate::hub::Hub;
+use crate::hub::Subscribed;
 use crate::metrics::{Histograms, Metrics};
+use crate::outbox::{Outgoing, Publication, SessionHandle};
 use crate::registry::Registry;
 use crate::stats::Stats;
-use crate::upstream::Upstream;
+use crate::upstream::{PublishError, Upstream};
+use serde_json::Value;
+use tokio::sync::mpsc;
 
 /// What the application plugs into a node: access control and custom events.
 #[derive(Clone)]
@@ -33,6 +37,23 @@ impl Default for App {
 const WS_READ_BUFFER: usize = 4 * 1024;
 /// Bytes tungstenite gathers before writing; a turn's frames go out in one write.
 const WS_WRITE_BUFFER: usize = 64 * 1024;
+
+/// Messages on a channel the application listens to (see [`Node::listen`]).
+pub struct Listener {
+    rx: mpsc::Receiver<Outgoing>,
+}
+
+impl Listener {
+    /// The next message, or `None` once the listener was dropped from the channel.
+    pub async fn recv(&mut self) -> Option<Arc<Publication>> {
+        loop {
+            match self.rx.recv().await? {
+                Outgoing::Publication(p) => return Some(p),
+                Outgoing::KickOut { .. } => {}
+            }
+        }
+    }
+}
 
 pub struct Node {
     pub config: Config,
@@ -94,5 +115,33 @@ impl Node {
 
     pub(crate) fn next_socket_id(&self) -> u64 {
         self.next_socket.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Publishes on a channel from the server side (an application event,
+    /// not a client's `#publish`): through the owning broker in a cluster,
+    /// straight to local subscribers otherwise. Access-control hooks for
+    /// inbound publishes do not apply; outbound ones do, per recipient.
+    pub async fn publish(&self, channel: &str, data: Option<Value>) -> Result<(), PublishError> {
+        match &self.upstream {
+            Some(up) => up.publish(channel, data.as_ref(), true).await,
+            None => {
+                self.hub.publish(&Publication::new(channel.into(), data));
+                Ok(())
+            }
+        }
+    }
+
+    /// Subscribes the application itself to a channel, cluster-wide: every
+    /// message published on it anywhere arrives on the returned listener
+    /// (e.g. revocations every frontend must act on). Bounded like a
+    /// socket's queue; a listener that falls behind is dropped from the
+    /// channel and its receiver ends.
+    pub async fn listen(&self, channel: &str) -> Listener {
+        let (handle, rx, _control) = SessionHandle::new(self.next_socket_id(), self.config.limits.outbound_queue);
+        let first = self.hub.subscribe(channel, &handle) == Subscribed::First;
+        if let (true, Some(up)) = (first, &self.upstream) {
+            up.subscribed(channel).await;
+        }
+        Listener { rx }
     }
 }

@@ -164,3 +164,16 @@ async fn metrics_count_what_happened() {
     assert_eq!(metric(&after, "frontend_sockets"), 1.0);
     assert_eq!(metric(&after, "frontend_subscribed_channels"), 2.0);
 }
+
+#[tokio::test]
+async fn the_application_can_publish_and_listen_server_side() {
+    let node = TestNode::default().await;
+    let mut listener = node.node.listen("sys/revocations").await;
+    let mut a = Client::handshake(node.json, Codec::Json).await;
+    a.subscribe("room/1").await;
+    node.node.publish("room/1", Some(json!({"text": "hi"}))).await.unwrap();
+    assert_eq!(a.next_event("#publish").await["data"]["data"], json!({"text": "hi"}));
+    a.invoke("#publish", json!({"channel": "sys/revocations", "data": {"user": "u1"}})).await;
+    let p = tokio::time::timeout(support::WAIT, listener.recv()).await.unwrap().unwrap();
+    assert_eq!(p.data, Some(json!({"user": "u1"})));
+}
