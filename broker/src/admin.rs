@@ -1,6 +1,6 @@
 //! The admin HTTP port: `GET /health` (200, JSON counters and status),
 //! `GET /ready` (200 in service, 503 otherwise), `GET /metrics` (Prometheus
-//! text). One request per connection, head size and read time bounded; this
+//! text, see [`crate::metrics`]). One request per connection, head size and read time bounded; this
 //! is for probes and scrapers, not a general web server.
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
+use crate::metrics::Metrics;
 use crate::node::Node;
 
 const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -20,7 +21,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves the admin port until `stop` is cancelled.
-pub(crate) async fn run(listener: TcpListener, node: Arc<Node>, stop: CancellationToken, tracker: TaskTracker) {
+pub(crate) async fn run(
+    listener: TcpListener,
+    node: Arc<Node>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -29,10 +36,10 @@ pub(crate) async fn run(listener: TcpListener, node: Arc<Node>, stop: Cancellati
         match accepted {
             Ok((stream, peer)) => {
                 let span = tracing::debug_span!("admin", %peer);
-                let node = node.clone();
+                let (node, metrics) = (node.clone(), metrics.clone());
                 tracker.spawn(
                     async move {
-                        if tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, &node)).await.is_err() {
+                        if tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, &node, &metrics)).await.is_err() {
                             debug!("admin request timed out");
                         }
                     }
@@ -50,7 +57,7 @@ pub(crate) async fn run(listener: TcpListener, node: Arc<Node>, stop: Cancellati
     }
 }
 
-async fn serve(mut stream: TcpStream, node: &Node) {
+async fn serve(mut stream: TcpStream, node: &Node, metrics: &Metrics) {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let path = loop {
@@ -87,9 +94,8 @@ async fn serve(mut stream: TcpStream, node: &Node) {
             }
         }
         "/metrics" => {
-            let mut body = String::new();
-            node.stats.prometheus(&mut body);
-            respond(&mut stream, 200, "OK", "text/plain; version=0.0.4", &body).await;
+            let body = metrics.render();
+            respond(&mut stream, 200, "OK", crate::metrics::CONTENT_TYPE, &body).await;
         }
         _ => respond(&mut stream, 404, "Not Found", "text/plain", "not found\n").await,
     }

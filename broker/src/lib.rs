@@ -15,6 +15,7 @@ pub mod control;
 pub mod error;
 pub mod interest;
 pub mod link;
+pub mod metrics;
 pub mod node;
 pub mod router;
 pub mod server;

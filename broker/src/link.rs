@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use protocol::fabric::{self, FabricFrame};
@@ -228,7 +228,9 @@ async fn read_loop(
                 return End::Violation(Closure::LinkTimeout, format!("nothing received for {ms} ms"));
             }
             Ok(Ok(0)) => return End::PeerClosed,
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => {
+                node.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            }
             Ok(Err(e)) => return End::ReadFailed(e),
         }
     }
@@ -245,6 +247,8 @@ fn handle_frame(frame: FabricFrame, link: &LinkHandle, node: &Node) -> Result<()
             node.router.unsubscribe(link.id, &channel);
         }
         FabricFrame::Publish { channel, payload, ack } => {
+            // The frame was decoded just before this call.
+            let decoded = Instant::now();
             node.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
             let targets = node.router.targets(&channel);
             if !targets.is_empty() {
@@ -252,6 +256,7 @@ fn handle_frame(frame: FabricFrame, link: &LinkHandle, node: &Node) -> Result<()
                 let frame = encode(&FabricFrame::Message { channel, payload });
                 let n = node.router.deliver(&targets, &frame);
                 node.stats.messages_out.fetch_add(n as u64, Ordering::Relaxed);
+                node.fanout_seconds.observe(decoded.elapsed().as_secs_f64());
             }
             if let Some(id) = ack {
                 link.push(encode(&FabricFrame::PublishAck { id }));

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use crate::config::Config;
 use crate::interest::LinkId;
 use crate::router::Router;
@@ -17,6 +19,8 @@ pub struct Node {
     pub router: Router,
     pub stats: Stats,
     pub status: Status,
+    /// Publish frame decoded → message queued toward the last interested link.
+    pub fanout_seconds: Histogram,
     next_link: AtomicU64,
 }
 
@@ -30,6 +34,7 @@ impl Node {
             router: Router::default(),
             stats: Stats::default(),
             status,
+            fanout_seconds: crate::metrics::fanout_histogram(),
             next_link: AtomicU64::new(1),
         }
     }

@@ -24,6 +24,7 @@ use crate::config::{advertise_for, Config};
 use crate::control::{self, Signals};
 use crate::error::Error;
 use crate::link;
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::stats::Stats;
 use crate::{admin, Status};
@@ -37,6 +38,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A bound, not yet running, broker.
 pub struct Broker {
     node: Arc<Node>,
+    metrics: Arc<Metrics>,
     fabric: TcpListener,
     admin: TcpListener,
     fabric_addr: SocketAddr,
@@ -64,7 +66,9 @@ impl Broker {
         let fabric_addr = bound(&fabric, config.fabric_addr, "fabric links", "--host/--port")?;
         let admin_addr = bound(&admin, config.admin_addr, "admin HTTP", "--host/--admin-port")?;
         let advertise = config.advertise_addr.clone().unwrap_or_else(|| advertise_for(fabric_addr));
-        Ok(Self { node: Arc::new(Node::new(config, advertise)), fabric, admin, fabric_addr, admin_addr })
+        let node = Arc::new(Node::new(config, advertise));
+        let metrics = Arc::new(Metrics::new(node.clone()));
+        Ok(Self { node, metrics, fabric, admin, fabric_addr, admin_addr })
     }
 
     /// The bound fabric address (the port is real even if 0 was asked for).
@@ -94,6 +98,12 @@ impl Broker {
     #[must_use]
     pub fn node(&self) -> Arc<Node> {
         self.node.clone()
+    }
+
+    /// The broker's Prometheus registry (what `/metrics` renders).
+    #[must_use]
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     #[must_use]
@@ -137,14 +147,14 @@ impl Broker {
     }
 
     async fn serve(self, shutdown: CancellationToken, kill: CancellationToken) {
-        let Broker { node, fabric, admin, fabric_addr, admin_addr } = self;
+        let Broker { node, metrics, fabric, admin, fabric_addr, admin_addr } = self;
         let tracker = TaskTracker::new();
         // Cancelled when links are to be closed: after the drain, or on kill.
         let close = kill.child_token();
         let signals = Signals::default();
         info!(%fabric_addr, %admin_addr, advertise = %node.advertise_addr, "broker listening");
         tracker.spawn(accept_loop(fabric, node.clone(), close.clone(), tracker.clone()).in_current_span());
-        tracker.spawn(admin::run(admin, node.clone(), close.clone(), tracker.clone()).in_current_span());
+        tracker.spawn(admin::run(admin, node.clone(), metrics, close.clone(), tracker.clone()).in_current_span());
         if let Some(addr) = node.config.state_server.clone() {
             tracker.spawn(control::run(node.clone(), addr, signals.clone()).in_current_span());
         }

@@ -1,6 +1,6 @@
 //! Counters of one broker. Plain atomics, owned by the broker (no global
 //! registry, so several brokers can share a process): cheap on the fan-out
-//! path, read by `/health`, `/metrics` and tests.
+//! path, read by `/health`, `/metrics` (see [`crate::metrics`]) and tests.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -91,6 +91,8 @@ pub struct Stats {
     /// Write calls on fabric links: one per writer turn, whatever number of frames it carries.
     pub writes: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Bytes read from welcomed links (their `Hello` excluded).
+    pub bytes_in: AtomicU64,
     pub accept_errors: AtomicU64,
     /// Connections to the state server that were welcomed.
     pub control_sessions: AtomicU64,
@@ -134,43 +136,11 @@ impl Stats {
             "frames_out": r(&self.frames_out),
             "writes": r(&self.writes),
             "bytes_out": r(&self.bytes_out),
+            "bytes_in": r(&self.bytes_in),
             "accept_errors": r(&self.accept_errors),
             "control_sessions": r(&self.control_sessions),
             "refused_links": refused,
             "closed_links": closed,
         })
-    }
-
-    /// Appends the counters in the Prometheus text format, `broker_` prefixed.
-    pub fn prometheus(&self, out: &mut String) {
-        use std::fmt::Write;
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP broker_{name} {help}\n# TYPE broker_{name} counter\nbroker_{name} {v}");
-        };
-        counter("links_accepted_total", "Fabric connections accepted.", r(&self.links_accepted));
-        counter("links_welcomed_total", "Fabric links welcomed.", r(&self.links_welcomed));
-        counter("publishes_total", "Publishes received.", r(&self.publishes_in));
-        counter("messages_out_total", "Message frames queued toward links.", r(&self.messages_out));
-        counter("frames_out_total", "Frames queued toward links.", r(&self.frames_out));
-        counter("writes_total", "Write calls on fabric links.", r(&self.writes));
-        counter("bytes_out_total", "Bytes written on fabric links.", r(&self.bytes_out));
-        counter("accept_errors_total", "Failed accepts.", r(&self.accept_errors));
-        counter("control_sessions_total", "Welcomed sessions with the state server.", r(&self.control_sessions));
-        let _ = writeln!(
-            out,
-            "# HELP broker_links_open Welcomed fabric links open.\n# TYPE broker_links_open gauge\nbroker_links_open {}",
-            self.links_open.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "# HELP broker_links_refused_total Fabric links refused at Hello, by reason.");
-        let _ = writeln!(out, "# TYPE broker_links_refused_total counter");
-        for w in Refusal::ALL {
-            let _ = writeln!(out, "broker_links_refused_total{{reason=\"{}\"}} {}", w.name(), self.refused(w));
-        }
-        let _ = writeln!(out, "# HELP broker_links_closed_total Welcomed fabric links the broker closed, by reason.");
-        let _ = writeln!(out, "# TYPE broker_links_closed_total counter");
-        for w in Closure::ALL {
-            let _ = writeln!(out, "broker_links_closed_total{{reason=\"{}\"}} {}", w.name(), self.closed(w));
-        }
     }
 }

@@ -85,3 +85,49 @@ async fn a_killed_broker_closes_its_links_at_once_even_while_draining() {
     assert!(killed_at.elapsed() < Duration::from_secs(2), "took {:?}", killed_at.elapsed());
     assert!(link.until_closed().await.is_empty());
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[tokio::test]
+async fn metrics_count_fabric_traffic_refusals_and_interest() {
+    let b = TestBroker::default().await;
+    let (_, before) = http_get(b.admin, "/metrics").await;
+    let mut sub_a = b.link().await;
+    let mut sub_b = b.link().await;
+    sub_a.subscribe("m").await;
+    sub_b.subscribe("m").await;
+    sub_b.subscribe("n").await;
+    let mut publisher = b.link().await;
+    for i in 1..=3 {
+        publisher.send(&publish("m", b"x", Some(i))).await;
+        assert_eq!(publisher.recv().await, FabricFrame::PublishAck { id: i });
+    }
+    publisher.send(&publish("nobody", b"x", Some(9))).await;
+    assert_eq!(publisher.recv().await, FabricFrame::PublishAck { id: 9 });
+    let mut wrong = support::Link::connect(b.fabric).await;
+    wrong.hello("not-the-key").await;
+    assert!(matches!(wrong.recv().await, FabricFrame::Refused { .. }));
+
+    let (status, after) = http_get(b.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    let delta = |name: &str| metric(&after, name) - metric(&before, name);
+    assert_eq!(delta("broker_publishes_in_total"), 4.0);
+    assert_eq!(delta("broker_messages_out_total"), 6.0, "3 publishes × 2 interested links");
+    assert_eq!(delta("broker_fanout_seconds_count"), 3.0, "publishes with no target are not timed");
+    assert_eq!(delta("broker_links_refused_total{reason=\"wrong_key\"}"), 1.0);
+    assert_eq!(delta("broker_links_welcomed_total"), 3.0);
+    assert!(delta("broker_bytes_in_total") > 0.0 && delta("broker_bytes_out_total") > 0.0, "{after}");
+    assert_eq!(metric(&after, "broker_links"), 3.0);
+    assert_eq!(metric(&after, "broker_channels"), 2.0);
+    assert_eq!(metric(&after, "broker_subscriptions"), 3.0);
+    assert_eq!(metric(&after, "broker_ready"), 1.0);
+    assert_eq!(metric(&after, "broker_leaving"), 0.0);
+    assert_eq!(metric(&after, "broker_links_closed_total{reason=\"slow_link\"}"), 0.0);
+}

@@ -66,9 +66,13 @@ impl Frontend {
     /// them to finish.
     pub async fn run(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
+        // The cluster side (broker links, control link) stops only once the
+        // sockets are drained: a socket still open during the drain window
+        // keeps publishing and receiving until its turn to be closed comes.
+        let upstream_stop = CancellationToken::new();
         if let Some(up) = &self.node.upstream {
             info!(node = up.node_id(), "cluster mode: joining through the state server");
-            up.start(&shutdown);
+            up.start(&upstream_stop);
         }
         for (listener, codec) in self.listeners {
             let addr = listener.local_addr().ok();
@@ -85,6 +89,7 @@ impl Frontend {
         if tokio::time::timeout_at(deadline, tracker.wait()).await.is_err() {
             warn!(left = tracker.len(), "shutdown timeout: dropping connections that did not close");
         }
+        upstream_stop.cancel();
         if let Some(up) = &self.node.upstream {
             up.stopped().await;
         }

@@ -130,6 +130,24 @@ struct Reshard {
     waiting: BTreeSet<String>,
 }
 
+/// What the state machine has done since it started, for metrics.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ReshardCounters {
+    /// Reshards started (`Prepare` sent, or committed at once with no frontend).
+    pub started: u64,
+    /// Reshards committed.
+    pub committed: u64,
+    /// Commits that went ahead because the prepare timeout passed with frontends still not acknowledging.
+    pub prepare_timeouts: u64,
+    /// Reshards dropped before their commit (a node reported a newer table, or shutdown).
+    pub aborted: u64,
+    /// Tables adopted from what a node reported (after a restart).
+    pub adopted: u64,
+}
+
+/// Most reshard durations kept until [`ClusterState::take_reshard_durations`] collects them.
+const MAX_PENDING_DURATIONS: usize = 64;
+
 /// Membership, the committed table and the reshard in progress.
 #[derive(Debug)]
 pub struct ClusterState {
@@ -148,6 +166,9 @@ pub struct ClusterState {
     down_due: Option<Instant>,
     next_heartbeat: Instant,
     arrivals: u64,
+    counters: ReshardCounters,
+    /// Prepare → commit of each reshard committed since the last collection.
+    durations: Vec<Duration>,
 }
 
 /// The state as the status page shows it.
@@ -161,6 +182,8 @@ pub struct Status {
     /// Filled in by the server, which sees every refusal.
     pub refused_links: u64,
     pub rebuilding: bool,
+    /// Reshards since this server started.
+    pub reshards: ReshardCounters,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -233,6 +256,8 @@ impl ClusterState {
             down_due: None,
             next_heartbeat: now + timing.heartbeat,
             arrivals: 0,
+            counters: ReshardCounters::default(),
+            durations: Vec::new(),
         }
     }
 
@@ -262,7 +287,24 @@ impl ClusterState {
     /// table, and frontends drop their prepared one when the next `Prepare`
     /// or `Commit` comes. Returns the epoch that was being prepared.
     pub fn abort_reshard(&mut self) -> Option<u64> {
-        self.reshard.take().map(|r| r.target.epoch)
+        let epoch = self.reshard.take().map(|r| r.target.epoch);
+        if epoch.is_some() {
+            self.counters.aborted += 1;
+        }
+        epoch
+    }
+
+    /// What the state machine has done since it started.
+    #[must_use]
+    pub fn counters(&self) -> ReshardCounters {
+        self.counters
+    }
+
+    /// How long each reshard committed since the last call took, from its
+    /// start (prepare) to its commit, oldest first. At most the last 64 are
+    /// kept between calls.
+    pub fn take_reshard_durations(&mut self) -> Vec<Duration> {
+        std::mem::take(&mut self.durations)
     }
 
     /// The next instant something is due (a `Tick` should be delivered then).
@@ -364,6 +406,7 @@ impl ClusterState {
             }),
             refused_links: 0,
             rebuilding: self.is_rebuilding(now),
+            reshards: self.counters,
         }
     }
 
@@ -480,6 +523,7 @@ impl ClusterState {
     /// Takes `table` (higher than ours) as the committed table: the highest epoch wins.
     fn adopt(&mut self, table: SlotTable, from: &str, now: Instant, out: &mut Vec<Action>) {
         info!(epoch = table.epoch, previous = self.committed.epoch, node = %from, "adopting the table a node reports");
+        self.counters.adopted += 1;
         if let Some(epoch) = self.abort_reshard() {
             warn!(epoch, "a node reports a newer table: dropping the reshard in progress");
         }
@@ -598,7 +642,7 @@ impl ClusterState {
         }
         for _ in 0..MAX_RESHARDS_PER_EVENT {
             if self.reshard.as_ref().is_some_and(|r| r.waiting.is_empty() || now >= r.deadline) {
-                self.commit(out);
+                self.commit(now, out);
             }
             // Timers run during a reshard too: a change noticed meanwhile is
             // due a settle delay after it was noticed, not after the commit.
@@ -693,15 +737,22 @@ impl ClusterState {
             out.push(Action::Send { node: node.clone(), frame: ControlFrame::Prepare { table: target.clone() } });
         }
         self.reshard = Some(Reshard { target, started: now, deadline: now + self.timing.prepare_timeout, waiting });
+        self.counters.started += 1;
     }
 
-    fn commit(&mut self, out: &mut Vec<Action>) {
+    fn commit(&mut self, now: Instant, out: &mut Vec<Action>) {
         let Some(r) = self.reshard.take() else { return };
         if r.waiting.is_empty() {
             info!(epoch = r.target.epoch, "reshard: every frontend prepared; committing");
         } else {
             warn!(epoch = r.target.epoch, waiting_for = ?r.waiting, "reshard: prepare timeout; committing anyway");
+            self.counters.prepare_timeouts += 1;
         }
+        self.counters.committed += 1;
+        if self.durations.len() >= MAX_PENDING_DURATIONS {
+            self.durations.remove(0);
+        }
+        self.durations.push(now.saturating_duration_since(r.started));
         self.committed = r.target;
         for node in self.connected_nodes() {
             out.push(Action::Send {
@@ -881,6 +932,46 @@ mod tests {
         assert!(c.iter().all(|(_, t)| **t == table(1, &["b1"])));
         assert_eq!(*sim.s.committed(), table(1, &["b1"]));
         assert!(sim.s.status(sim.now).reshard.is_none());
+    }
+
+    #[test]
+    fn reshards_are_counted_and_timed_from_prepare_to_commit() {
+        let mut sim = Sim::new(timing());
+        sim.frontend("f1");
+        sim.broker("b1");
+        sim.until(500);
+        assert_eq!(sim.s.counters(), ReshardCounters { started: 1, ..ReshardCounters::default() });
+        sim.until(620);
+        sim.ev(Event::PrepareAck { node: "f1".into(), epoch: 1 });
+        let c = sim.s.counters();
+        assert_eq!((c.started, c.committed, c.prepare_timeouts, c.aborted), (1, 1, 0, 0));
+        assert_eq!(sim.s.take_reshard_durations(), [Duration::from_millis(120)]);
+        assert!(sim.s.take_reshard_durations().is_empty(), "each duration is collected once");
+        assert_eq!(sim.s.status(sim.now).reshards, c);
+
+        // A second broker: f1 never acks, so the commit waits for the prepare timeout.
+        sim.broker("b2");
+        // Joined at 620 ms: prepared at 1,120 ms, committed on the timeout at 4,120 ms.
+        sim.until(4_119);
+        assert_eq!(sim.s.counters().committed, 1);
+        sim.until(4_120);
+        let c = sim.s.counters();
+        assert_eq!((c.started, c.committed, c.prepare_timeouts), (2, 2, 1));
+        let took = sim.s.take_reshard_durations();
+        assert_eq!(took, [timing().prepare_timeout]);
+    }
+
+    #[test]
+    fn a_reshard_dropped_for_a_newer_reported_table_is_counted_as_aborted() {
+        let mut sim = Sim::new(timing());
+        sim.frontend("f1");
+        sim.broker("b1");
+        sim.until(500);
+        assert!(sim.s.preparing().is_some());
+        sim.connect("f2", Role::Frontend, Some(table(7, &["b9"])));
+        let c = sim.s.counters();
+        assert_eq!((c.started, c.committed, c.aborted, c.adopted), (1, 0, 1, 1));
+        assert!(sim.s.take_reshard_durations().is_empty());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! [`cluster_state`] is the whole policy as a pure state machine; [`server`]
 //! binds the listeners and runs the core task that feeds it; `link` runs one
-//! task per node connection; [`status`] serves the HTTP port. `main.rs` only
+//! task per node connection; [`status`] serves the HTTP port, [`metrics`]
+//! renders its `/metrics`. `main.rs` only
 //! parses flags and calls [`StateServer::bind`] then [`StateServer::run`];
 //! tests do the same in-process.
 
@@ -12,10 +13,11 @@ pub mod cluster_state;
 pub mod config;
 pub mod error;
 mod link;
+pub mod metrics;
 pub mod server;
 pub mod status;
 
-pub use cluster_state::{Action, ClusterState, Event, Status, Timing};
+pub use cluster_state::{Action, ClusterState, Event, ReshardCounters, Status, Timing};
 pub use config::{Args, Config};
 pub use error::Error;
 pub use link::MAX_CONTROL_FRAME_BYTES;

@@ -8,7 +8,6 @@
 //! core drops its queue (close), the peer goes, or the server shuts down.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::cluster_state::ConnId;
 use crate::error::Error;
+use crate::metrics::{Refusal, Refusals};
 use crate::server::CoreMsg;
 
 /// Largest frame a node may send on a control link. Control frames are small
@@ -43,8 +43,8 @@ pub(crate) struct LinkCtx {
     pub key: Vec<u8>,
     pub hello_timeout: Duration,
     pub core: mpsc::Sender<CoreMsg>,
-    /// Links refused, by the links themselves or by the core.
-    pub refused: Arc<AtomicU64>,
+    /// Links refused, by reason: by the links themselves, the accept loop or the core.
+    pub refused: Arc<Refusals>,
 }
 
 /// Runs one control connection to its end.
@@ -64,13 +64,15 @@ pub(crate) async fn run(
     let (node, role, committed) = match first {
         Err(_) => {
             let secs = ctx.hello_timeout.as_secs_f32();
-            return refuse(&mut stream, peer, &ctx, format!("no Hello within {secs} s")).await;
+            return refuse(&mut stream, peer, &ctx, Refusal::HelloTimeout, format!("no Hello within {secs} s")).await;
         }
         Ok(Ok(None)) => {
             debug!("closed before Hello");
             return;
         }
-        Ok(Err(e @ Error::BadFrame { .. })) => return refuse(&mut stream, peer, &ctx, e.to_string()).await,
+        Ok(Err(e @ Error::BadFrame { .. })) => {
+            return refuse(&mut stream, peer, &ctx, Refusal::BadFrame, e.to_string()).await
+        }
         Ok(Err(e)) => {
             debug!(error = %e, "failed before Hello");
             return;
@@ -78,14 +80,16 @@ pub(crate) async fn run(
         Ok(Ok(Some(ControlFrame::Hello { key, node, role, version, committed }))) => {
             if version != VERSION {
                 let reason = format!("control protocol version {version}; this server speaks {VERSION}");
-                return refuse(&mut stream, peer, &ctx, reason).await;
+                return refuse(&mut stream, peer, &ctx, Refusal::WrongVersion, reason).await;
             }
             if !keys_match(key.as_bytes(), &ctx.key) {
-                return refuse(&mut stream, peer, &ctx, "wrong cluster key".into()).await;
+                return refuse(&mut stream, peer, &ctx, Refusal::WrongKey, "wrong cluster key".into()).await;
             }
             (node, role, committed)
         }
-        Ok(Ok(Some(_))) => return refuse(&mut stream, peer, &ctx, "the first frame must be Hello".into()).await,
+        Ok(Ok(Some(_))) => {
+            return refuse(&mut stream, peer, &ctx, Refusal::NotHello, "the first frame must be Hello".into()).await
+        }
     };
     let span = tracing::Span::current();
     span.record("node", node.as_str());
@@ -119,9 +123,9 @@ async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 /// Answers `Refused{reason}`, closes, logs and counts.
-async fn refuse(stream: &mut TcpStream, peer: SocketAddr, ctx: &LinkCtx, reason: String) {
-    warn!(%peer, %reason, "refused a control link");
-    ctx.refused.fetch_add(1, Ordering::Relaxed);
+async fn refuse(stream: &mut TcpStream, peer: SocketAddr, ctx: &LinkCtx, why: Refusal, reason: String) {
+    warn!(%peer, %reason, why = why.name(), "refused a control link");
+    ctx.refused.count(why);
     let mut out = BytesMut::new();
     encode(&ControlFrame::Refused { reason }, &mut out);
     let _ = tokio::time::timeout(REFUSE_TIMEOUT, async {

@@ -9,7 +9,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use crate::cluster_state::{Action, ClusterState, ConnId, Event, Status, MAX_NODE
 use crate::config::Config;
 use crate::error::Error;
 use crate::link::{self, LinkCtx};
+use crate::metrics::{Metrics, Refusal, Refusals};
 use crate::status;
 
 /// Messages queued toward the core from all links and the status page.
@@ -53,13 +53,14 @@ pub(crate) enum CoreMsg {
     Frame { conn: ConnId, frame: ControlFrame },
     /// The link's task has ended.
     Gone { conn: ConnId },
-    /// The status page wants a snapshot.
+    /// The status page (or a metrics scrape) wants a snapshot.
     Status(oneshot::Sender<Status>),
 }
 
 /// A bound, not yet running, state server.
 pub struct StateServer {
     config: Config,
+    metrics: Arc<Metrics>,
     control: TcpListener,
     http: TcpListener,
     addr: SocketAddr,
@@ -76,13 +77,19 @@ impl StateServer {
         };
         let (control, addr) = bind(config.control_addr, "--host/--port").await?;
         let (http, http_addr) = bind(config.http_addr, "--host/--http-port").await?;
-        Ok(Self { config, control, http, addr, http_addr })
+        Ok(Self { config, metrics: Arc::new(Metrics::new()), control, http, addr, http_addr })
     }
 
     /// The bound control address.
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's Prometheus registry (what `/metrics` renders).
+    #[must_use]
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The bound HTTP address.
@@ -114,7 +121,7 @@ impl StateServer {
         let span = tracing::info_span!("state_server", role = "state-server", addr = %self.addr);
         async move {
             let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
-            let refused = Arc::new(AtomicU64::new(0));
+            let refused = self.metrics.refusals();
             let ctx = Arc::new(LinkCtx {
                 key: self.config.cluster_key.clone(),
                 hello_timeout: self.config.hello_timeout,
@@ -124,8 +131,12 @@ impl StateServer {
             let tracker = TaskTracker::new();
             info!(control = %self.addr, http = %self.http_addr, "listening");
             tracker.spawn(accept_loop(self.control, ctx, shutdown.clone(), tracker.clone()).in_current_span());
-            tracker.spawn(status::serve(self.http, core_tx, shutdown.clone(), tracker.clone()).in_current_span());
-            run_core(core_rx, ClusterState::new(self.config.timing, now()), refused, shutdown).await;
+            tracker.spawn(
+                status::serve(self.http, core_tx, self.metrics.clone(), shutdown.clone(), tracker.clone())
+                    .in_current_span(),
+            );
+            let state = ClusterState::new(self.config.timing, now());
+            run_core(core_rx, state, refused, self.metrics.clone(), shutdown).await;
             tracker.close();
             if tokio::time::timeout(SHUTDOWN_TIMEOUT, tracker.wait()).await.is_err() {
                 warn!(left = tracker.len(), "shutdown timeout: dropping tasks that did not stop");
@@ -156,7 +167,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<LinkCtx>, shutdown: Cancell
                 backoff = ACCEPT_BACKOFF_MIN;
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     warn!(%peer, limit = MAX_LINKS, "too many control links; dropping a new one");
-                    ctx.refused.fetch_add(1, Ordering::Relaxed);
+                    ctx.refused.count(Refusal::TooManyLinks);
                     continue;
                 };
                 next_conn += 1;
@@ -200,16 +211,18 @@ struct LinkHandle {
 struct Core {
     state: ClusterState,
     links: HashMap<ConnId, LinkHandle>,
-    refused: Arc<AtomicU64>,
+    refused: Arc<Refusals>,
+    metrics: Arc<Metrics>,
 }
 
 async fn run_core(
     mut rx: mpsc::Receiver<CoreMsg>,
     state: ClusterState,
-    refused: Arc<AtomicU64>,
+    refused: Arc<Refusals>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut core = Core { state, links: HashMap::new(), refused };
+    let mut core = Core { state, links: HashMap::new(), refused, metrics };
     loop {
         let wake = core.state.next_wakeup(now());
         tokio::select! {
@@ -266,7 +279,7 @@ impl Core {
             }
             CoreMsg::Status(reply) => {
                 let mut status = self.state.status(now());
-                status.refused_links = self.refused.load(Ordering::Relaxed);
+                status.refused_links = self.refused.total();
                 let _ = reply.send(status);
             }
         }
@@ -293,12 +306,15 @@ impl Core {
                     let Some(handle) = self.links.remove(&conn) else { continue };
                     if let Some(reason) = reason {
                         warn!(peer = %handle.peer, node = %handle.node, %reason, "refused a control link");
-                        self.refused.fetch_add(1, Ordering::Relaxed);
+                        self.refused.count(Refusal::Rejected);
                         let _ = handle.tx.try_send(ControlFrame::Refused { reason });
                     }
                     // Dropping `handle.tx` makes the link write what is queued, then close.
                 }
             }
+        }
+        for took in self.state.take_reshard_durations() {
+            self.metrics.reshard_seconds.observe(took.as_secs_f64());
         }
     }
 }

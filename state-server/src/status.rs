@@ -1,6 +1,7 @@
 //! The HTTP port: `GET /status` (JSON), `GET /` (an HTML view of the same
 //! that refreshes itself every 2 s), `GET /health` (200 while the process
-//! serves) and `GET /ready` (200 once the rebuild window is over, 503 before).
+//! serves), `GET /ready` (200 once the rebuild window is over, 503 before)
+//! and `GET /metrics` (Prometheus text, see [`crate::metrics`]).
 //!
 //! Deliberately tiny: one request per connection, a bounded request head, a
 //! timeout, a bounded number of connections at once. The state comes from the
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
 use crate::cluster_state::Status;
+use crate::metrics::{self, Metrics};
 use crate::server::CoreMsg;
 
 /// Largest request head accepted.
@@ -37,6 +39,7 @@ enum Route {
     Json,
     Health,
     Ready,
+    Metrics,
     NotFound,
     MethodNotAllowed,
     BadRequest,
@@ -45,6 +48,7 @@ enum Route {
 pub(crate) async fn serve(
     listener: TcpListener,
     core: mpsc::Sender<CoreMsg>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -60,11 +64,11 @@ pub(crate) async fn serve(
                     debug!(%peer, "too many HTTP connections; dropping one");
                     continue;
                 };
-                let core = core.clone();
+                let (core, metrics) = (core.clone(), metrics.clone());
                 let span = tracing::debug_span!("http", %peer);
                 tracker.spawn(
                     async move {
-                        if tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, core)).await.is_err() {
+                        if tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, core, &metrics)).await.is_err() {
                             debug!("request timed out");
                         }
                         drop(permit);
@@ -83,7 +87,7 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(mut stream: TcpStream, core: mpsc::Sender<CoreMsg>) {
+async fn handle(mut stream: TcpStream, core: mpsc::Sender<CoreMsg>, metrics: &Metrics) {
     let route = match read_route(&mut stream).await {
         Ok(Some(r)) => r,
         Ok(None) => return,
@@ -98,12 +102,12 @@ async fn handle(mut stream: TcpStream, core: mpsc::Sender<CoreMsg>) {
         Route::NotFound => respond(&mut stream, 404, "text/plain", "not found\n").await,
         Route::MethodNotAllowed => respond(&mut stream, 405, "text/plain", "method not allowed\n").await,
         Route::BadRequest => respond(&mut stream, 400, "text/plain", "bad request\n").await,
+        Route::Metrics => {
+            let status = snapshot(&core).await;
+            respond(&mut stream, 200, metrics::CONTENT_TYPE, &metrics.render(status)).await
+        }
         Route::Ready | Route::Json | Route::Html => {
-            let (tx, rx) = oneshot::channel();
-            let status = match core.send(CoreMsg::Status(tx)).await {
-                Ok(()) => rx.await.ok(),
-                Err(_) => None,
-            };
+            let status = snapshot(&core).await;
             match (status, route) {
                 (None, _) => respond(&mut stream, 503, "text/plain", "shutting down\n").await,
                 (Some(s), Route::Ready) if s.rebuilding => {
@@ -120,6 +124,15 @@ async fn handle(mut stream: TcpStream, core: mpsc::Sender<CoreMsg>) {
     };
     if let Err(e) = result {
         debug!(error = %e, "writing the response failed");
+    }
+}
+
+/// The core's status snapshot; `None` once the core is gone (shutting down).
+async fn snapshot(core: &mpsc::Sender<CoreMsg>) -> Option<Status> {
+    let (tx, rx) = oneshot::channel();
+    match core.send(CoreMsg::Status(tx)).await {
+        Ok(()) => rx.await.ok(),
+        Err(_) => None,
     }
 }
 
@@ -150,6 +163,7 @@ fn route(method: Option<&str>, target: Option<&str>) -> Route {
         "/status" => Route::Json,
         "/health" => Route::Health,
         "/ready" => Route::Ready,
+        "/metrics" => Route::Metrics,
         _ => Route::NotFound,
     };
     match method {
@@ -239,6 +253,13 @@ pub fn render_html(s: &Status) -> String {
         if s.rebuilding { " (rebuilding: no change until nodes have reported)" } else { "" },
         s.refused_links
     );
+    let r = &s.reshards;
+    let _ = write!(
+        html,
+        "<p>Reshards since start: {} started, {} committed ({} on the prepare timeout), {} aborted; {} tables \
+         adopted from nodes.</p>",
+        r.started, r.committed, r.prepare_timeouts, r.aborted, r.adopted
+    );
     match &s.reshard {
         None => html.push_str("<p>No reshard in progress.</p>"),
         Some(r) => {
@@ -290,6 +311,7 @@ mod tests {
         assert_eq!(route(Some("GET"), Some("/status?x=1")), Route::Json);
         assert_eq!(route(Some("GET"), Some("/")), Route::Html);
         assert_eq!(route(Some("GET"), Some("/ready")), Route::Ready);
+        assert_eq!(route(Some("GET"), Some("/metrics")), Route::Metrics);
         assert_eq!(route(Some("POST"), Some("/status")), Route::MethodNotAllowed);
         assert_eq!(route(Some("GET"), Some("/nope")), Route::NotFound);
     }
@@ -318,6 +340,7 @@ mod tests {
             reshard: Some(ReshardStatus { epoch: 4, waiting_for: vec!["f\"1".into()], started_ms_ago: 5 }),
             refused_links: 2,
             rebuilding: false,
+            reshards: crate::cluster_state::ReshardCounters::default(),
         };
         let html = render_html(&s);
         assert!(html.contains("http-equiv=\"refresh\" content=\"2\""));

@@ -35,12 +35,31 @@ async fn a_wrong_key_is_refused_and_counted_while_a_good_node_still_works() {
 
     let s = server.wait_status("3 refusals", |s| s["refused_links"] == 3).await;
     assert_eq!(s["frontends"].as_array().unwrap().len(), 1, "refused nodes are not registered: {s}");
+    let (status, metrics) = get(server.http, "/metrics").await;
+    assert_eq!(status, 200);
+    for (reason, n) in [("wrong_key", 1), ("wrong_version", 1), ("not_hello", 1), ("hello_timeout", 0)] {
+        let line = format!("state_server_links_refused_total{{reason=\"{reason}\"}} {n}\n");
+        assert!(metrics.contains(&line), "no `{}` in\n{metrics}", line.trim());
+    }
+    assert!(metrics.contains("state_server_nodes{role=\"frontend\",state=\"connected\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("state_server_node_up{role=\"frontend\",node=\"f1\"} 1\n"), "{metrics}");
 
     // The good node still takes part in a reshard.
     let (_b1, _) = FakeNode::join(server.addr, "b1", broker_role("b1"), None).await;
     let t = good.expect_prepare().await;
     good.send(ControlFrame::PrepareAck { epoch: t.epoch });
     assert_eq!(good.expect_commit().await.epoch, 1);
+    let (_, metrics) = get(server.http, "/metrics").await;
+    for line in [
+        "state_server_slot_table_epoch 1\n",
+        "state_server_reshards_started_total 1\n",
+        "state_server_reshards_committed_total 1\n",
+        "state_server_prepare_timeouts_total 0\n",
+        "state_server_reshard_seconds_count 1\n",
+        "state_server_nodes{role=\"broker\",state=\"connected\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "no `{}` in\n{metrics}", line.trim());
+    }
     server.stop().await;
 }
 

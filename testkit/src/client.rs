@@ -221,6 +221,13 @@ impl Client {
         }
     }
 
+    /// Packets already received but not consumed yet (e.g. publications that
+    /// arrived while [`Client::subscribe_all`] waited for its acknowledgements),
+    /// in order; the inbox is left empty.
+    pub fn take_inbox(&mut self) -> Vec<Value> {
+        self.inbox.drain(..).collect()
+    }
+
     /// Closes the socket politely (bounded).
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;

@@ -7,10 +7,12 @@
 //! and no reshard running, and every frontend and broker answers `/ready`.
 //!
 //! Operations have exact meanings: `kill_*` is SIGKILL (no drain), `stop_broker`
-//! is SIGTERM (a graceful leave, awaited to its exit), `pause_broker` /
-//! `resume_broker` are SIGSTOP / SIGCONT (a hang with no FIN), `restart_*`
-//! starts the same binary on the same ports. Node indices never change: a
-//! killed broker keeps its index, and `add_broker` appends.
+//! is SIGTERM (a graceful leave, awaited to its exit), `stop_frontend` is
+//! SIGTERM (a drain: sockets closed with 1005 over the drain window, awaited
+//! to its exit), `pause_broker` / `resume_broker` are SIGSTOP / SIGCONT (a
+//! hang with no FIN), `restart_*` starts the same binary on the same ports.
+//! Node indices never change: a killed node keeps its index, and
+//! `add_broker` / `add_frontend` append.
 //!
 //! Clusters in one test binary run one at a time (a process-wide lock held
 //! from `start` to drop): cluster tests measure timing on a small machine, and
@@ -34,6 +36,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::http;
 use crate::process::{bin_path, Process};
+use crate::scrape::Scrape;
 use crate::wait::{try_wait_until, wait_until};
 
 /// One cluster at a time per test binary.
@@ -109,6 +112,7 @@ pub struct ClusterBuilder {
     timers: Timers,
     frontend_args: Vec<String>,
     broker_args: Vec<String>,
+    drain_window: Option<Duration>,
 }
 
 impl ClusterBuilder {
@@ -157,6 +161,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Frontend `--drain-window-ms`: on SIGTERM, sockets are closed spread
+    /// over this window (the frontend's own default when not set).
+    #[must_use]
+    pub fn drain_window(mut self, d: Duration) -> Self {
+        self.drain_window = Some(d);
+        self
+    }
+
     /// An extra flag for every frontend.
     #[must_use]
     pub fn frontend_arg(mut self, arg: impl Into<String>) -> Self {
@@ -201,6 +213,7 @@ impl ClusterBuilder {
             frontend_bin,
             broker_args: self.broker_args,
             frontend_args: self.frontend_args,
+            drain_window: self.drain_window,
             dir: Some(dir),
             dir_path,
             state,
@@ -215,10 +228,7 @@ impl ClusterBuilder {
             cluster.await_broker_ports(i).await;
         }
         for _ in 0..self.frontends {
-            let id = format!("f{}", cluster.frontends.len());
-            let args = cluster.frontend_args_for(&id, 0, 0);
-            let proc = Process::spawn(&id, cluster.frontend_bin.clone(), args, &cluster.dir_path);
-            cluster.frontends.push(FrontendNode { id, proc, json: unbound(), min_bin: unbound() });
+            cluster.spawn_frontend();
         }
         for i in 0..cluster.frontends.len() {
             cluster.await_frontend_ports(i).await;
@@ -367,6 +377,7 @@ pub struct Cluster {
     frontend_bin: PathBuf,
     broker_args: Vec<String>,
     frontend_args: Vec<String>,
+    drain_window: Option<Duration>,
     /// The directory of ports files and logs; `None` once kept.
     dir: Option<tempfile::TempDir>,
     dir_path: PathBuf,
@@ -385,6 +396,7 @@ impl Cluster {
             timers: Timers::default(),
             frontend_args: Vec::new(),
             broker_args: Vec::new(),
+            drain_window: None,
         }
     }
 
@@ -463,6 +475,18 @@ impl Cluster {
     #[must_use]
     pub fn frontend_http_url(&self, i: usize) -> String {
         format!("http://{}", self.frontends[i].json)
+    }
+
+    /// Whether the frontend's process is alive.
+    #[must_use]
+    pub fn frontend_running(&mut self, i: usize) -> bool {
+        self.frontends[i].proc.is_running()
+    }
+
+    /// The state server's HTTP address (`/status`, `/metrics`).
+    #[must_use]
+    pub fn state_http(&self) -> SocketAddr {
+        self.state.http
     }
 
     /// The state server's control address (nodes connect there).
@@ -547,6 +571,30 @@ impl Cluster {
     pub async fn frontend_health(&self, i: usize) -> Value {
         let r = http::get(self.frontends[i].json, "/health").await.unwrap_or_else(|e| panic!("{e}"));
         r.json().unwrap_or_else(|e| panic!("frontend {} /health: {e}", self.frontends[i].id))
+    }
+
+    /// The frontend's `/metrics` (on its JSON listener).
+    ///
+    /// # Panics
+    /// When it cannot be read.
+    pub async fn scrape_frontend(&self, i: usize) -> Scrape {
+        Scrape::fetch(self.frontends[i].json).await.unwrap_or_else(|e| panic!("frontend {}: {e}", self.frontends[i].id))
+    }
+
+    /// The broker's `/metrics` (on its admin port).
+    ///
+    /// # Panics
+    /// When it cannot be read.
+    pub async fn scrape_broker(&self, i: usize) -> Scrape {
+        Scrape::fetch(self.brokers[i].admin).await.unwrap_or_else(|e| panic!("broker {}: {e}", self.brokers[i].id))
+    }
+
+    /// The state server's `/metrics` (on its HTTP port).
+    ///
+    /// # Panics
+    /// When it cannot be read.
+    pub async fn scrape_state_server(&self) -> Scrape {
+        Scrape::fetch(self.state.http).await.unwrap_or_else(|e| panic!("state server: {e}"))
     }
 
     /// Ids of the brokers whose process is alive (paused ones included).
@@ -664,8 +712,35 @@ impl Cluster {
         ]
         .map(str::to_owned)
         .to_vec();
+        if let Some(d) = self.drain_window {
+            args.extend(["--drain-window-ms".to_owned(), ms(d)]);
+            // The shutdown timeout must exceed the window (the frontend refuses to start otherwise).
+            args.extend(["--shutdown-timeout-ms".to_owned(), ms(d + Duration::from_secs(5))]);
+        }
         args.extend(self.frontend_args.iter().cloned());
         args
+    }
+
+    fn spawn_frontend(&mut self) -> usize {
+        let id = format!("f{}", self.frontends.len());
+        let args = self.frontend_args_for(&id, 0, 0);
+        let proc = Process::spawn(&id, self.frontend_bin.clone(), args, &self.dir_path);
+        self.frontends.push(FrontendNode { id, proc, json: unbound(), min_bin: unbound() });
+        self.frontends.len() - 1
+    }
+
+    /// Waits until the frontend answers `/ready` with 200.
+    async fn wait_frontend_ready(&self, i: usize) -> Result<(), String> {
+        let addr = self.frontends[i].json;
+        try_wait_until(START_TIMEOUT, POLL, || async move {
+            match http::get(addr, "/ready").await {
+                Ok(r) if r.status == 200 => Ok(()),
+                Ok(r) => Err(format!("/ready answered {}: {}", r.status, r.body.trim())),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
 
     fn spawn_broker(&mut self) -> usize {
@@ -790,6 +865,38 @@ impl Cluster {
         self.frontends[i].proc.kill();
     }
 
+    /// Starts one more frontend (id `f<index>`) on new ports and waits until
+    /// it answers `/ready` (joined the cluster, links to the brokers up).
+    ///
+    /// # Panics
+    /// When it does not start or get ready in time.
+    pub async fn add_frontend(&mut self) -> usize {
+        let i = self.spawn_frontend();
+        self.await_frontend_ports(i).await;
+        if let Err(e) = self.wait_frontend_ready(i).await {
+            self.dump_logs();
+            panic!("frontend {} not ready: {e}", self.frontends[i].id);
+        }
+        i
+    }
+
+    /// SIGTERM: the frontend turns not-ready, stops accepting and closes its
+    /// sockets with 1005 spread over its drain window. Waits for the process
+    /// to exit and returns its exit status.
+    ///
+    /// # Panics
+    /// When it does not exit within 30 s.
+    pub async fn stop_frontend(&mut self, i: usize) -> ExitStatus {
+        self.frontends[i].proc.signal(Signal::SIGTERM);
+        match self.frontends[i].proc.wait_exit(Duration::from_secs(30)).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.dump_logs();
+                panic!("{e}");
+            }
+        }
+    }
+
     /// Starts the frontend again on the same ports and waits for its `/ready`.
     ///
     /// # Panics
@@ -803,16 +910,7 @@ impl Cluster {
             self.frontends[i].proc.relaunch(args.clone());
             match self.frontends[i].proc.wait_ports(START_TIMEOUT).await {
                 Ok(_) => {
-                    let addr = self.frontends[i].json;
-                    let r = try_wait_until(START_TIMEOUT, POLL, || async move {
-                        match http::get(addr, "/ready").await {
-                            Ok(r) if r.status == 200 => Ok(()),
-                            Ok(r) => Err(format!("/ready answered {}: {}", r.status, r.body.trim())),
-                            Err(e) => Err(e),
-                        }
-                    })
-                    .await;
-                    if let Err(e) = r {
+                    if let Err(e) = self.wait_frontend_ready(i).await {
                         self.dump_logs();
                         panic!("frontend {} not ready after restart: {e}", self.frontends[i].id);
                     }
