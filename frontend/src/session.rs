@@ -87,6 +87,9 @@ struct Session {
     pending: Vec<Pending>,
     /// Close requests from other tasks (slow consumer, kick, logout).
     control: Arc<Control>,
+    /// Whether this socket was already counted as a slow consumer (the
+    /// overflow can be seen both by the loop and by a blocked write).
+    slow_counted: bool,
     /// This socket's outbound queue (publications, kicks).
     rx: mpsc::Receiver<Outgoing>,
 }
@@ -116,6 +119,7 @@ where
         last_heard: Instant::now(),
         pending: Vec::new(),
         control: control.clone(),
+        slow_counted: false,
         rx,
         node,
     };
@@ -130,7 +134,7 @@ where
             biased;
             code = control.close_requested() => {
                 if code == codes::SLOW_CONSUMER {
-                    s.node.stats.refuse(Refusal::SlowConsumer);
+                    s.count_slow_consumer();
                 }
                 Flow::Close(code)
             }
@@ -251,7 +255,7 @@ impl Session {
             code = self.control.close_requested() => {
                 debug!(code = code.code, "close requested while the peer is not reading; dropping the connection");
                 if code == codes::SLOW_CONSUMER {
-                    stats.refuse(Refusal::SlowConsumer);
+                    self.count_slow_consumer();
                 }
                 return Err(());
             }
@@ -259,14 +263,24 @@ impl Session {
         match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
+                // A full write buffer means the peer stopped reading: a slow consumer too.
+                if matches!(e, WsError::WriteBufferFull(..)) {
+                    self.count_slow_consumer();
+                }
                 debug!(error = %e, "write failed");
                 Err(())
             }
             Err(_) => {
-                stats.refuse(Refusal::SlowConsumer);
+                self.count_slow_consumer();
                 debug!("peer stopped reading; dropping the connection");
                 Err(())
             }
+        }
+    }
+
+    fn count_slow_consumer(&mut self) {
+        if !std::mem::replace(&mut self.slow_counted, true) {
+            self.node.stats.refuse(Refusal::SlowConsumer);
         }
     }
 
