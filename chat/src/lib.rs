@@ -3,8 +3,10 @@
 //!
 //! Pure modules (no I/O, no clock, no runtime): [`ids`], [`roles`], [`permissions`], [`policy`],
 //! [`user`], [`room`], [`message`], [`mentions`], [`unread`], [`settings`], [`limits`], [`auth`].
-//! Storage: the [`store::Store`] trait and its backends ([`store::sqlite`]). Transport (socket events,
-//! REST) belongs to the frontend, which calls [`policy::Policy::authorize`] and then the store.
+//! Storage: the [`store::Store`] trait and its backends ([`store::sqlite`], [`store::mongo`], chosen by
+//! [`store::open`]). Operations with their permission checks and the events they cause: [`service`].
+//! Transport (socket events, REST) belongs to the frontend, which calls the service and carries out the
+//! effects it returns.
 
 pub mod auth;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod policy;
 pub mod roles;
 pub mod room;
 mod serde_util;
+pub mod service;
 pub mod settings;
 pub mod store;
 pub mod unread;

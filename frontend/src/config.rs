@@ -102,6 +102,30 @@ pub struct Args {
     #[arg(long, env = "FRONTEND_DEMO_RPC")]
     pub demo_rpc: bool,
 
+    /// Chat store: `sqlite:<path>` or `mongodb://host:port/<db>`. Setting it turns the chat on
+    /// (accounts, rooms, messages as socket RPCs; `room/…`, `user/…` channels guarded).
+    #[arg(long, env = "CHAT_STORE")]
+    pub store: Option<String>,
+
+    /// Turn the chat on with the default store, `sqlite:./data/chat.db` (relative to the working
+    /// directory), unless --store names another.
+    #[arg(long, env = "CHAT_ENABLED")]
+    pub chat: bool,
+
+    /// Create this admin account at start if it does not exist (an existing admin is left as is).
+    /// The password is read from the environment variable CHAT_ADMIN_PASSWORD; there is no default.
+    #[arg(long, env = "CHAT_BOOTSTRAP_ADMIN")]
+    pub bootstrap_admin: Option<String>,
+
+    /// Lifetime of the socket token a chat login sets, in seconds; clients renew it with `login {resume}`.
+    #[arg(long, env = "CHAT_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub chat_token_ttl_secs: u64,
+
+    /// Store the open-registration setting (`Accounts_RegistrationForm`) at start: `true` lets anyone
+    /// create an account with `registerUser`. Unset: keep the stored value (default closed).
+    #[arg(long, env = "CHAT_OPEN_REGISTRATION")]
+    pub open_registration: Option<bool>,
+
     /// After binding, write the bound addresses as JSON to this file
     /// (`{"json":"host:port","min_bin":"host:port"}`), for tests and scripts using port 0.
     #[arg(long, env = "FRONTEND_PORTS_FILE")]

@@ -9,6 +9,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod demo;
 pub mod error;

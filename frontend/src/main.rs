@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use frontend::acl::{AllowAll, AuthRequiredPrefixes};
+use frontend::acl::{AccessControl, AllowAll, AuthRequiredPrefixes};
+use frontend::chat::{Chat, ChatConfig, ADMIN_PASSWORD_ENV};
 use frontend::{demo, App, Args, Config, Frontend};
 use protocol::Codec;
 use tokio_util::sync::CancellationToken;
@@ -29,19 +30,39 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let chat_config = match ChatConfig::from_args(&args, std::env::var(ADMIN_PASSWORD_ENV).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("frontend: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // Each socket is a file descriptor: use all the hard limit allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => info!(limit, "open-files limit"),
         Err(e) => warn!(error = %e, "could not raise the open-files limit"),
     }
 
-    let mut app = App::default();
-    if !config.auth_required_prefixes.is_empty() {
-        app.acl = Arc::new(AuthRequiredPrefixes::new(config.auth_required_prefixes.clone()));
+    let acl: Arc<dyn AccessControl> = if config.auth_required_prefixes.is_empty() {
+        Arc::new(AllowAll)
     } else {
-        app.acl = Arc::new(AllowAll);
-    }
-    if args.demo_rpc {
+        Arc::new(AuthRequiredPrefixes::new(config.auth_required_prefixes.clone()))
+    };
+    let mut chat = None;
+    let mut app = App { acl, ..App::default() };
+    if let Some(cc) = &chat_config {
+        match Chat::start(cc).await {
+            Ok(c) => {
+                info!(store = %redact(&cc.store), "chat on");
+                app = c.app(app.acl);
+                chat = Some(c);
+            }
+            Err(e) => {
+                error!(error = %e, store = %redact(&cc.store), "cannot start the chat");
+                return ExitCode::from(1);
+            }
+        }
+    } else if args.demo_rpc {
         warn!("--demo-rpc: `login` gives a token to anyone; for trials and tests only");
         app.handlers = demo::handlers();
     }
@@ -53,6 +74,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(chat) = &chat {
+        chat.attach(&node.node()).await;
+    }
     if let Some(path) = &args.ports_file {
         if let Err(e) = write_ports_file(path, &node) {
             error!(error = %e, path = %path.display(), "cannot write the ports file");
@@ -85,6 +109,20 @@ async fn watch_signals(shutdown: CancellationToken) {
     }
     warn!("second signal: exiting now");
     std::process::exit(130);
+}
+
+/// A store URL without its password (`mongodb://user:secret@host` → `mongodb://user:***@host`).
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.find('@')) {
+        (Some((scheme, rest)), Some(_)) => match rest.split_once('@') {
+            Some((creds, host)) => {
+                let user = creds.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
 }
 
 /// Writes `{"json":"host:port","min_bin":"host:port"}` atomically (temp file, then rename).

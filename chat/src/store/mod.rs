@@ -283,6 +283,35 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// Opens the store named by `url`: `sqlite:<path>` (the file and its directory are created if missing)
+/// or `mongodb://…` / `mongodb+srv://…` (database from the URI path, `chat` when absent).
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err(crate::ChatError::Invalid { field: "store", reason: "sqlite: needs a file path" });
+        }
+        let path = std::path::Path::new(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| crate::ChatError::storage("create database directory", e))?;
+        }
+        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?));
+    }
+    if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+        let db = mongo_database_name(url).unwrap_or("chat");
+        return Ok(std::sync::Arc::new(mongo::MongoStore::connect(url, db).await?));
+    }
+    Err(crate::ChatError::Invalid { field: "store", reason: "expected sqlite:<path> or mongodb://…" })
+}
+
+/// The database in a MongoDB URI's path (`mongodb://host:port/<db>?options`), if any.
+fn mongo_database_name(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    let db = path.split(['?', '#']).next()?;
+    (!db.is_empty()).then_some(db)
+}
+
 /// The FTS query both backends use: every word quoted (so operators in user input are plain text) and
 /// all required. Empty when the text has no word.
 pub fn quoted_terms(text: &str) -> Vec<String> {
@@ -302,6 +331,24 @@ mod tests {
         assert_eq!(quoted_terms("hello, \"world\" OR x*"), vec!["\"hello\"", "\"world\"", "\"OR\"", "\"x\""]);
         assert!(quoted_terms("  ...  ").is_empty());
         assert_eq!(quoted_terms(&"a ".repeat(100)).len(), 16);
+    }
+
+    #[test]
+    fn mongo_database_comes_from_the_uri_path() {
+        assert_eq!(mongo_database_name("mongodb://h:1/team?directConnection=true"), Some("team"));
+        assert_eq!(mongo_database_name("mongodb://h:1/?directConnection=true"), None);
+        assert_eq!(mongo_database_name("mongodb://h:1"), None);
+        assert_eq!(mongo_database_name("mongodb+srv://u:p@h/db"), Some("db"));
+    }
+
+    #[tokio::test]
+    async fn open_picks_the_backend_from_the_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("sub/chat.db").display());
+        let store = open(&url).await.unwrap();
+        assert_eq!(store.count_users().await.unwrap(), 0);
+        assert!(open("sqlite:").await.is_err());
+        assert!(open("postgres://x").await.is_err());
     }
 
     #[test]

@@ -1,0 +1,351 @@
+//! The chat domain ([`chat::service::Service`]) wired into a frontend node: socket RPCs named after
+//! Rocket.Chat's methods ([`rpc`]), an access-control layer that guards the chat channels ([`acl`]), and
+//! the cluster-wide control channel that carries kicks and session revocations to every frontend.
+//!
+//! Channels: `room/<rid>` (room events; members only), `user/<uid>` (that user only), and
+//! [`CONTROL_CHANNEL`] (frontends only: clients can neither subscribe nor publish to `sys/…`). Clients
+//! never publish into `room/` or `user/`; every chat write is an RPC, stored first and then published
+//! server-side with [`Node::publish`].
+//!
+//! Which local sockets belong to which user and session is learned from their auth tokens whenever a
+//! hook sees them (handshake, subscribe, custom event) and at login ([`sockets::Sockets`]). A socket
+//! can only enter `room/<rid>` through the subscribe hook, so every socket a kick must reach is known.
+
+pub mod acl;
+pub mod rpc;
+mod sockets;
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use ::chat::ids::{RoomId, SessionId, UserId};
+use ::chat::service::{room_channel, Caller, Effect, Service};
+use ::chat::ChatError;
+use protocol::codes::{self, CloseCode};
+use protocol::ScError;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::acl::{AccessControl, SocketInfo};
+use crate::config::Args;
+use crate::error::ConfigError;
+use crate::node::{App, Node};
+use sockets::Sockets;
+
+/// Store used by `--chat` without `--store`: a SQLite file under the working directory.
+pub const DEFAULT_STORE: &str = "sqlite:./data/chat.db";
+/// Where frontends tell each other about kicks and revocations. Clients can neither subscribe nor publish here.
+pub const CONTROL_CHANNEL: &str = "sys/internal";
+/// Channel prefixes reserved for the server.
+pub const SERVER_ONLY_PREFIXES: [&str; 3] = ["room/", "user/", "sys/"];
+/// Environment variable holding the `--bootstrap-admin` password (there is no default password).
+pub const ADMIN_PASSWORD_ENV: &str = "CHAT_ADMIN_PASSWORD";
+/// Close code for the sockets of a revoked session (logout): 1000, "the server ends a session for
+/// good", so `socketcluster-client` does not reconnect by itself. (A dedicated 45xx code would need a
+/// row in `protocol::codes`, whose table is the only one sockets can close with.)
+pub const SESSION_REVOKED: CloseCode = codes::NORMAL;
+
+/// Time a logging-out socket gets to receive its reply before it is closed.
+pub const CLOSE_AFTER_REPLY: Duration = Duration::from_millis(250);
+
+/// Chat settings from the command line.
+#[derive(Clone, Debug)]
+pub struct ChatConfig {
+    /// `sqlite:<path>` or `mongodb://…`.
+    pub store: String,
+    /// Lifetime of the socket token a chat login issues; the client renews it with `login {resume}`.
+    pub token_ttl: Duration,
+    /// `(username, password)` of the first admin, created at start if missing.
+    pub bootstrap_admin: Option<(String, String)>,
+    /// Sets `Accounts_RegistrationForm` (open registration) at start when given.
+    pub open_registration: Option<bool>,
+}
+
+impl ChatConfig {
+    /// A config for `store` with the defaults.
+    #[must_use]
+    pub fn new(store: impl Into<String>) -> Self {
+        Self {
+            store: store.into(),
+            token_ttl: Duration::from_secs(900),
+            bootstrap_admin: None,
+            open_registration: None,
+        }
+    }
+
+    /// The chat is on when `--store` or `--chat` is given. `admin_password` is the value of
+    /// [`ADMIN_PASSWORD_ENV`].
+    pub fn from_args(a: &Args, admin_password: Option<String>) -> Result<Option<ChatConfig>, ConfigError> {
+        let store = match (&a.store, a.chat) {
+            (Some(s), _) => s.clone(),
+            (None, true) => DEFAULT_STORE.to_owned(),
+            (None, false) => {
+                if a.bootstrap_admin.is_some() {
+                    return Err(ConfigError::new("--bootstrap-admin", "needs the chat (--chat or --store)"));
+                }
+                return Ok(None);
+            }
+        };
+        if !(store.starts_with("sqlite:") || store.starts_with("mongodb://") || store.starts_with("mongodb+srv://")) {
+            return Err(ConfigError::new("--store", "expected sqlite:<path> or mongodb://…"));
+        }
+        if a.demo_rpc {
+            return Err(ConfigError::new("--demo-rpc", "cannot be combined with the chat (both define `login`)"));
+        }
+        if a.chat_token_ttl_secs == 0 {
+            return Err(ConfigError::new("--chat-token-ttl-secs", "must be greater than 0"));
+        }
+        let bootstrap_admin = match &a.bootstrap_admin {
+            None => None,
+            Some(name) => match admin_password.filter(|p| !p.is_empty()) {
+                Some(p) => Some((name.clone(), p)),
+                None => {
+                    return Err(ConfigError::new(
+                        "--bootstrap-admin",
+                        format!("needs the admin's password in the environment variable {ADMIN_PASSWORD_ENV}"),
+                    ))
+                }
+            },
+        };
+        Ok(Some(ChatConfig {
+            store,
+            token_ttl: Duration::from_secs(a.chat_token_ttl_secs),
+            bootstrap_admin,
+            open_registration: a.open_registration,
+        }))
+    }
+}
+
+/// The chat layer of one frontend node.
+pub struct Chat {
+    service: Arc<Service>,
+    token_ttl: Duration,
+    node: OnceLock<Weak<Node>>,
+    pub(crate) sockets: Sockets,
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat").field("token_ttl", &self.token_ttl).finish_non_exhaustive()
+    }
+}
+
+/// A control message between frontends.
+fn control(kind: &str, fields: Value) -> Value {
+    let mut v = fields;
+    v["type"] = kind.into();
+    v
+}
+
+impl Chat {
+    /// Opens the store, loads the service, and applies the start-up flags (first admin, registration).
+    pub async fn start(config: &ChatConfig) -> Result<Arc<Chat>, ChatError> {
+        let store = ::chat::store::open(&config.store).await?;
+        let service = Arc::new(Service::new(store).await?);
+        if let Some(open) = config.open_registration {
+            service.set_setting_as_operator("Accounts_RegistrationForm", open.into()).await?;
+        }
+        if let Some((username, password)) = &config.bootstrap_admin {
+            let (user, created) = service.bootstrap_admin(username, password).await?;
+            if created {
+                info!(username = %user.username, "created the first admin");
+            } else {
+                info!(username = %user.username, "admin exists; --bootstrap-admin left it unchanged");
+            }
+        }
+        Ok(Self::with_service(service, config.token_ttl))
+    }
+
+    /// The chat layer over an existing service.
+    #[must_use]
+    pub fn with_service(service: Arc<Service>, token_ttl: Duration) -> Arc<Chat> {
+        Arc::new(Chat { service, token_ttl, node: OnceLock::new(), sockets: Sockets::default() })
+    }
+
+    #[must_use]
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// The app to build the node with: chat RPCs, and chat channel rules in front of `inner` (which
+    /// still decides about every other channel and event).
+    #[must_use]
+    pub fn app(self: &Arc<Self>, inner: Arc<dyn AccessControl>) -> App {
+        App { acl: Arc::new(acl::ChatAcl::new(self.clone(), inner)), handlers: rpc::handlers(self) }
+    }
+
+    /// Connects the chat to its node, once it is built: from then on effects are published, and the
+    /// control channel is listened to (returns once the listener is registered).
+    pub async fn attach(self: &Arc<Self>, node: &Arc<Node>) {
+        if self.node.set(Arc::downgrade(node)).is_err() {
+            warn!("chat attached twice; keeping the first node");
+            return;
+        }
+        let mut listener = node.listen(CONTROL_CHANNEL).await;
+        let chat = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(p) = listener.recv().await {
+                let Some(chat) = chat.upgrade() else { break };
+                if let Some(data) = &p.data {
+                    chat.on_control(data);
+                }
+            }
+        });
+    }
+
+    fn node(&self) -> Option<Arc<Node>> {
+        self.node.get().and_then(Weak::upgrade)
+    }
+
+    /// The chat identity in a socket's auth token (claims `uid` and `sid`).
+    #[must_use]
+    pub fn caller(socket: &SocketInfo<'_>) -> Option<Caller> {
+        let claims = &socket.auth?.claims;
+        let uid = claims.get("uid")?.as_str()?;
+        let sid = claims.get("sid")?.as_str()?;
+        Some(Caller { uid: UserId::from(uid), sid: SessionId::from(sid) })
+    }
+
+    /// Records which user and session a socket is (or no longer is) authenticated as.
+    pub(crate) fn track(&self, socket: &SocketInfo<'_>) -> Option<Caller> {
+        let caller = Self::caller(socket);
+        self.sockets.note(socket.key, caller.clone());
+        if self.sockets.needs_prune() {
+            if let Some(node) = self.node() {
+                self.sockets.prune(|key| node.registry.get(key).is_some());
+            }
+        }
+        caller
+    }
+
+    /// Carries out an operation's effects: publishes events, and sends kicks and revocations to every
+    /// frontend (this one included, at once).
+    pub async fn apply(&self, effects: Vec<Effect>) {
+        let Some(node) = self.node() else {
+            warn!("chat effects before the node is attached are dropped");
+            return;
+        };
+        for effect in effects {
+            let (channel, data) = match effect {
+                Effect::Publish { channel, data } => (channel, data),
+                Effect::Kick { rid, uid } => {
+                    self.kick_local(&node, &rid, &uid);
+                    (CONTROL_CHANNEL.to_owned(), control("kick", json!({ "rid": rid, "uid": uid })))
+                }
+                Effect::CloseSessions { uid, sessions } => {
+                    self.close_local(&node, &sessions);
+                    (CONTROL_CHANNEL.to_owned(), control("revoke", json!({ "uid": uid, "sessions": sessions })))
+                }
+            };
+            if let Err(e) = node.publish(&channel, Some(data)).await {
+                // Stored already: clients catch up with syncMessages / subscriptions.get.
+                warn!(error = %e, channel, "chat publish failed");
+            }
+        }
+    }
+
+    fn on_control(&self, data: &Value) {
+        let Some(node) = self.node() else { return };
+        match data.get("type").and_then(Value::as_str) {
+            Some("kick") => {
+                let (Some(rid), Some(uid)) = (data["rid"].as_str(), data["uid"].as_str()) else { return };
+                self.kick_local(&node, &RoomId::from(rid), &UserId::from(uid));
+            }
+            Some("revoke") => {
+                let sessions: Vec<SessionId> = data["sessions"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).map(SessionId::from).collect())
+                    .unwrap_or_default();
+                self.close_local(&node, &sessions);
+            }
+            other => warn!(?other, "unknown chat control message"),
+        }
+    }
+
+    /// Takes this node's sockets of `uid` out of `room/<rid>`. A socket that is not subscribed ignores
+    /// the kick; one whose subscribe is in flight handles it right after, in order.
+    fn kick_local(&self, node: &Node, rid: &RoomId, uid: &UserId) {
+        let channel = room_channel(rid);
+        for key in self.sockets.of_user(uid) {
+            let _ = node.registry.kick_out(key, &channel, Some("removed from the room".into()));
+        }
+    }
+
+    fn close_local(&self, node: &Node, sessions: &[SessionId]) {
+        for key in self.sockets.of_sessions(sessions) {
+            node.registry.close(key, SESSION_REVOKED);
+        }
+    }
+
+    /// Closes a socket with [`SESSION_REVOKED`] after [`CLOSE_AFTER_REPLY`], for a socket whose own
+    /// RPC (logout) asked for it: a close requested while the node writes that socket's turn may drop
+    /// the turn's frames, the reply included.
+    pub(crate) fn close_after_reply(&self, key: u64) {
+        let Some(node) = self.node() else { return };
+        tokio::spawn(async move {
+            tokio::time::sleep(CLOSE_AFTER_REPLY).await;
+            node.registry.close(key, SESSION_REVOKED);
+        });
+    }
+
+    pub(crate) fn token_ttl(&self) -> Duration {
+        self.token_ttl
+    }
+
+    pub(crate) fn note_login(&self, key: u64, caller: Caller) {
+        self.sockets.note(key, Some(caller));
+    }
+}
+
+/// A chat error as the client sees it: name `ChatError`, the stable id in `error` (Rocket.Chat style),
+/// and the details of validation errors. Storage failures are logged, never shown.
+#[must_use]
+pub fn to_sc_error(e: &ChatError) -> ScError {
+    let message = match e {
+        ChatError::Storage { .. } | ChatError::Unavailable => {
+            warn!(error = %e, source = ?std::error::Error::source(e), "chat store failed");
+            "internal error".to_owned()
+        }
+        e => e.to_string(),
+    };
+    let mut err = ScError::new("ChatError", message).with("error", e.id());
+    match e {
+        ChatError::Invalid { field, .. } => err = err.with("field", *field),
+        ChatError::TooLong { field, limit, .. } => err = err.with("field", *field).with("limit", *limit),
+        _ => {}
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str], password: Option<&str>) -> Result<Option<ChatConfig>, ConfigError> {
+        let a = Args::try_parse_from(std::iter::once("frontend").chain(args.iter().copied())).expect("parses");
+        ChatConfig::from_args(&a, password.map(str::to_owned))
+    }
+
+    #[test]
+    fn the_chat_is_off_unless_a_store_or_chat_is_given() {
+        assert!(parse(&[], None).unwrap().is_none());
+        assert!(parse(&["--demo-rpc"], None).unwrap().is_none());
+        assert_eq!(parse(&["--chat"], None).unwrap().unwrap().store, DEFAULT_STORE);
+        let c = parse(&["--store", "mongodb://127.0.0.1:27017/team"], None).unwrap().unwrap();
+        assert_eq!(c.store, "mongodb://127.0.0.1:27017/team");
+        assert_eq!(c.token_ttl, Duration::from_secs(900));
+        assert!(parse(&["--store", "postgres://x"], None).unwrap_err().to_string().contains("--store"));
+        assert!(parse(&["--chat", "--demo-rpc"], None).unwrap_err().to_string().contains("--demo-rpc"));
+    }
+
+    #[test]
+    fn the_first_admin_needs_a_password_from_the_environment() {
+        let e = parse(&["--chat", "--bootstrap-admin", "root"], None).unwrap_err();
+        assert!(e.to_string().contains(ADMIN_PASSWORD_ENV), "{e}");
+        assert!(parse(&["--chat", "--bootstrap-admin", "root"], Some("")).is_err());
+        let c = parse(&["--chat", "--bootstrap-admin", "root"], Some("s3cret-pass")).unwrap().unwrap();
+        assert_eq!(c.bootstrap_admin, Some(("root".into(), "s3cret-pass".into())));
+        assert!(parse(&["--bootstrap-admin", "root"], Some("s3cret-pass")).is_err(), "needs the chat on");
+    }
+}
