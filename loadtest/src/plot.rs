@@ -28,7 +28,12 @@ pub fn draw(path: &Path, title: &str, points: &[Point], markers: &[Marker]) -> R
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..t_max, 0.0..rate_max)
         .map_err(|e| err(&e))?;
-    c.configure_mesh().x_desc("s").y_desc("msg/s").draw().map_err(|e| err(&e))?;
+    c.configure_mesh()
+        .x_desc("s")
+        .y_desc("msg/s")
+        .y_label_formatter(&|v| crate::table::thousands(*v))
+        .draw()
+        .map_err(|e| err(&e))?;
     c.draw_series(LineSeries::new(points.iter().map(|p| (p.t, p.delivered_per_s)), &BLUE))
         .map_err(|e| err(&e))?
         .label("delivered msg/s")

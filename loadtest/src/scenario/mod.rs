@@ -50,6 +50,8 @@ pub enum Command {
         #[arg(long, default_value_t = 300.0)]
         timeout: f64,
     },
+    /// Draw a report's plot again (report.json -> SVG).
+    Plot { report: PathBuf, svg: PathBuf },
     /// Print the value at a JSON pointer of a report (for scripts).
     JsonGet { file: PathBuf, pointer: String },
 }
@@ -98,7 +100,7 @@ impl Command {
             Command::Connect(a) => Some(&a.common),
             Command::Fanout(a) | Command::Churn(a) => Some(&a.common),
             Command::Reshard(a) => Some(&a.fanout.common),
-            Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } => None,
+            Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } | Command::Plot { .. } => None,
         }
     }
 }
@@ -137,6 +139,13 @@ pub async fn run(argv: Vec<String>) -> Result<Option<Report>> {
             println!("{}", crate::table::json_get(file, pointer)?);
             return Ok(None);
         }
+        Command::Plot { report, svg } => {
+            let text = std::fs::read_to_string(report)?;
+            let r: Report = serde_json::from_str(&text)?;
+            let title = format!("{} ({}), {} cores", r.scenario, r.label, r.machine.cores);
+            crate::plot::draw(svg, &title, &r.timeline, &r.markers)?;
+            return Ok(None);
+        }
         Command::WaitQuiet { max_busy, timeout } => {
             wait_quiet(*max_busy, std::time::Duration::from_secs_f64(*timeout)).await;
             return Ok(None);
@@ -150,7 +159,7 @@ pub async fn run(argv: Vec<String>) -> Result<Option<Report>> {
             Command::Connect(a) => connect::worker(a, io).await,
             Command::Fanout(a) | Command::Churn(a) => fanout::worker(a, io).await,
             Command::Reshard(a) => fanout::worker(a.fanout, io).await,
-            Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } => {}
+            Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } | Command::Plot { .. } => {}
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
         return Ok(None);
@@ -165,7 +174,9 @@ pub async fn run(argv: Vec<String>) -> Result<Option<Report>> {
             fanout::run(a, &argv, "churn").await?
         }
         Command::Reshard(a) => reshard::run(a, &argv).await?,
-        Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } => return Ok(None),
+        Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } | Command::Plot { .. } => {
+            return Ok(None)
+        }
     };
     Ok(Some(report))
 }
