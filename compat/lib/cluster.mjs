@@ -13,12 +13,8 @@
 //   - kill() kills everything, including the shared infrastructure.
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import path from 'node:path';
-import { FrontendServer, ManagedProcess, compatDir, parseHostPort } from './server.mjs';
+import { FrontendServer, ManagedProcess, binPath, parseHostPort } from './server.mjs';
 import { sleep } from './util.mjs';
-
-const binPath = (envName, name) =>
-  process.env[envName] ? path.resolve(process.env[envName]) : path.resolve(compatDir, `../target/debug/${name}`);
 
 export const STATE_SERVER_BIN = binPath('STATE_SERVER_BIN', 'state-server');
 export const BROKER_BIN = binPath('BROKER_BIN', 'broker');

@@ -9,9 +9,19 @@ import { withTimeout, sleep, AUTH_KEY } from './util.mjs';
 
 export const compatDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-export const FRONTEND_BIN = process.env.FRONTEND_BIN
-  ? path.resolve(process.env.FRONTEND_BIN)
-  : path.resolve(compatDir, '../target/debug/frontend');
+/**
+ * A binary of the workspace: $<envName> if set, else the debug build under
+ * $CARGO_TARGET_DIR (relative to the repo root, where scripts/test runs
+ * cargo), else under the repo's target/.
+ */
+export function binPath(envName, name) {
+  if (process.env[envName]) return path.resolve(process.env[envName]);
+  const repo = path.resolve(compatDir, '..');
+  const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(repo, process.env.CARGO_TARGET_DIR) : path.join(repo, 'target');
+  return path.join(targetDir, 'debug', name);
+}
+
+export const FRONTEND_BIN = binPath('FRONTEND_BIN', 'frontend');
 
 export const VERBOSE = process.env.COMPAT_VERBOSE === '1' || process.env.COMPAT_VERBOSE === 'true';
 

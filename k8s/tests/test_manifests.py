@@ -52,6 +52,8 @@ SECRET_FLAGS = ("--auth-key", "--cluster-key")
 
 ROLES = ("state-server", "broker", "frontend")
 COMPONENT_LABEL = "app.kubernetes.io/component"
+# The variable naming the port each role serves /health, /ready and /metrics on.
+HTTP_PORT_ENV = {"frontend": "SOCKETCLUSTER_PORT", "broker": "BROKER_ADMIN_PORT", "state-server": "STATE_SERVER_HTTP_PORT"}
 
 
 # ---------------------------------------------------------------- rendering
@@ -291,7 +293,6 @@ def test_probes_and_resources():
         assert m, f"unparsed quantity {v}"
         return float(m.group(1)) * units[m.group(2)]
 
-    probe_port = {"frontend": "SOCKETCLUSTER_PORT", "broker": "BROKER_ADMIN_PORT", "state-server": "STATE_SERVER_HTTP_PORT"}
     for name, objs in all_renders():
         deps = deployments_by_role(objs)
         for role, dep in deps.items():
@@ -303,13 +304,38 @@ def test_probes_and_resources():
                     p = c.get(kind)
                     assert p and "httpGet" in p, f"{where}: no HTTP {kind}"
                     assert p["httpGet"]["path"] == path, f"{where}: {kind} path {p['httpGet']['path']} != {path}"
-                    assert port_number(c, p["httpGet"]["port"]) == int(env[probe_port[role]]), f"{where}: {kind} not on {probe_port[role]}"
+                    assert port_number(c, p["httpGet"]["port"]) == int(env[HTTP_PORT_ENV[role]]), f"{where}: {kind} not on {HTTP_PORT_ENV[role]}"
                 res = c.get("resources") or {}
                 for r in ("cpu", "memory"):
                     req = (res.get("requests") or {}).get(r)
                     lim = (res.get("limits") or {}).get(r)
                     assert req and lim, f"{where}: {r} request and limit required"
                     assert qty(req) <= qty(lim), f"{where}: {r} request above limit"
+
+
+def test_prometheus_scrape_annotations():
+    """Every Deployment's pod template (not the Deployment itself, whose
+    annotations Prometheus never sees) asks to be scraped on /metrics, on a
+    port its containers declare: the one the binary serves /metrics on."""
+    for name, objs in all_renders():
+        deps = objects(objs, "Deployment")
+        assert deps, f"{name}: no Deployment"
+        for dep in deps:
+            where = f"{name}: {ident(dep)} pod template"
+            ann = dep["spec"]["template"]["metadata"].get("annotations") or {}
+            assert ann.get("prometheus.io/scrape") == "true", f"{where}: prometheus.io/scrape is {ann.get('prometheus.io/scrape')!r}, not \"true\""
+            assert ann.get("prometheus.io/path") == "/metrics", f"{where}: prometheus.io/path is {ann.get('prometheus.io/path')!r}, not /metrics"
+            port = ann.get("prometheus.io/port")
+            assert isinstance(port, str) and port.isdigit(), f"{where}: prometheus.io/port is {port!r}, not a port number (as a string)"
+            spec = dep["spec"]["template"]["spec"]
+            declared = {p["containerPort"]: c for c in spec["containers"] for p in c.get("ports") or []}
+            assert int(port) in declared, f"{where}: prometheus.io/port {port} is not a declared containerPort ({sorted(declared)})"
+            role = template_labels(dep).get(COMPONENT_LABEL)
+            assert role in HTTP_PORT_ENV, f"{where}: unknown role {role!r}: which port serves its /metrics?"
+            env = env_of(objs, declared[int(port)])
+            assert int(port) == int(env[HTTP_PORT_ENV[role]]), (
+                f"{where}: prometheus.io/port {port} is not {HTTP_PORT_ENV[role]}={env[HTTP_PORT_ENV[role]]}, where {role} serves /metrics"
+            )
 
 
 def test_ports_agree_with_config():
@@ -559,11 +585,13 @@ def test_overlay_namespace_and_replicas():
 
 
 def _binary(role: str) -> str | None:
-    """SC_BIN_DIR/<role> if set, else the newer of target/{release,debug}/<role>."""
+    """SC_BIN_DIR/<role> if set, else the newer of $CARGO_TARGET_DIR/{release,debug}/<role>
+    (CARGO_TARGET_DIR defaults to target/; a relative one is taken from the repo root, where cargo runs)."""
     if os.environ.get("SC_BIN_DIR"):
         p = os.path.join(os.environ["SC_BIN_DIR"], role)
         return p if os.access(p, os.X_OK) else None
-    found = [p for p in (os.path.join(REPO, "target", d, role) for d in ("release", "debug")) if os.access(p, os.X_OK)]
+    target = os.path.join(REPO, os.environ.get("CARGO_TARGET_DIR") or "target")
+    found = [p for p in (os.path.join(target, d, role) for d in ("release", "debug")) if os.access(p, os.X_OK)]
     return max(found, key=os.path.getmtime) if found else None
 
 
