@@ -49,7 +49,7 @@ impl Listener {
         loop {
             match self.rx.recv().await? {
                 Outgoing::Publication(p) => return Some(p),
-                Outgoing::KickOut { .. } => {}
+                Outgoing::KickOut(_) => {}
             }
         }
     }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use protocol::codes::CloseCode;
 
-use crate::outbox::{Outgoing, PushError, SessionHandle};
+use crate::outbox::{Kick, Outgoing, PushError, SessionHandle};
 
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -40,7 +40,7 @@ impl Registry {
     /// Removes a socket from a channel and sends it `#kickOut`.
     pub fn kick_out(&self, id: u64, channel: &str, message: Option<String>) -> Result<(), PushError> {
         let handle = self.get(id).ok_or(PushError::Closed)?;
-        handle.push(Outgoing::KickOut { channel: channel.to_owned(), message })
+        handle.push(Outgoing::KickOut(Box::new(Kick { channel: channel.to_owned(), message })))
     }
 
     /// Every open socket.

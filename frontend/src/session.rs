@@ -38,7 +38,7 @@ use crate::auth::{now_secs, AuthToken};
 use crate::handlers::{Context, SocketAction};
 use crate::hub::{Subscribed, Unsubscribed};
 use crate::node::Node;
-use crate::outbox::{Control, Outgoing, Publication, SessionHandle};
+use crate::outbox::{Control, Kick, Outgoing, Publication, SessionHandle};
 use crate::stats::Refusal;
 use rate::TokenBucket;
 
@@ -665,7 +665,8 @@ impl Session {
                 };
                 self.pending.push(Pending::Packet(bytes));
             }
-            Outgoing::KickOut { channel, message } => {
+            Outgoing::KickOut(kick) => {
+                let Kick { channel, message } = *kick;
                 if self.unsubscribe(&channel) {
                     self.event("#kickOut", Some(&json!({ "channel": channel, "message": message })));
                 }
