@@ -47,6 +47,9 @@ pub enum ChatError {
     /// The account is deactivated.
     #[error("user is deactivated")]
     Deactivated,
+    /// A rate limit of §7.1 was reached; nothing was done. Try again after `retry_after_ms`.
+    #[error("too many requests: try again in {retry_after_ms} ms")]
+    TooManyRequests { retry_after_ms: u64 },
     /// The storage backend failed.
     #[error("store failed during {op}")]
     Storage {
@@ -75,6 +78,7 @@ impl ChatError {
             ChatError::WindowPassed { .. } => "error-action-window-passed",
             ChatError::Unauthenticated => "error-unauthorized",
             ChatError::Deactivated => "error-user-deactivated",
+            ChatError::TooManyRequests { .. } => "error-too-many-requests",
             ChatError::Storage { .. } => "error-internal",
             ChatError::Unavailable => "error-unavailable",
         }
@@ -117,6 +121,7 @@ mod tests {
             ChatError::WindowPassed { action: "edit", minutes: 1 },
             ChatError::Unauthenticated,
             ChatError::Deactivated,
+            ChatError::TooManyRequests { retry_after_ms: 1 },
             ChatError::storage("op", std::io::Error::other("x")),
             ChatError::Unavailable,
         ];

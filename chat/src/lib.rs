@@ -2,7 +2,7 @@
 //! `shared/reference/chat-domain.md`).
 //!
 //! Pure modules (no I/O, no clock, no runtime): [`ids`], [`roles`], [`permissions`], [`policy`],
-//! [`user`], [`room`], [`message`], [`mentions`], [`unread`], [`settings`], [`limits`], [`auth`].
+//! [`user`], [`room`], [`message`], [`mentions`], [`unread`], [`settings`], [`limits`], [`rate`], [`auth`].
 //! Storage: the [`store::Store`] trait and its backends ([`store::sqlite`], [`store::mongo`], chosen by
 //! [`store::open`]). Operations with their permission checks and the events they cause: [`service`].
 //! Transport (socket events, REST) belongs to the frontend, which calls the service and carries out the
@@ -16,6 +16,7 @@ pub mod mentions;
 pub mod message;
 pub mod permissions;
 pub mod policy;
+pub mod rate;
 pub mod roles;
 pub mod room;
 mod serde_util;

@@ -48,6 +48,36 @@ pub const MAX_SEARCH_QUERY_CHARS: usize = 256;
 /// Pages of members, rooms, users.
 pub const MAX_LIST_PAGE: usize = 200;
 
+/// The JSON data of one socket RPC or REST body, bytes (§7.2: a message of 5,000 characters is at most
+/// 20,000 bytes of UTF-8; the node's frame limit stays the outer bound for plain pub/sub).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Checks that `v` serializes to at most `limit` bytes of JSON, without building the text: counting
+/// stops at the first byte over. The error carries the bytes counted so far (more than `limit`).
+pub fn check_json_size(field: &'static str, v: &serde_json::Value, limit: usize) -> crate::Result<()> {
+    struct Counter {
+        n: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n += buf.len();
+            if self.n > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter { n: 0, limit };
+    if serde_json::to_writer(&mut c, v).is_err() {
+        return Err(crate::ChatError::TooLong { field, limit, got: c.n });
+    }
+    Ok(())
+}
+
 /// Checks a character count against a limit.
 pub fn check_chars(field: &'static str, s: &str, limit: usize) -> crate::Result<()> {
     let got = s.chars().count();
@@ -74,6 +104,17 @@ mod tests {
         assert!(check_chars("msg", &"é".repeat(MAX_MESSAGE_CHARS), MAX_MESSAGE_CHARS).is_ok());
         let err = check_chars("msg", &"é".repeat(MAX_MESSAGE_CHARS + 1), MAX_MESSAGE_CHARS).unwrap_err();
         assert!(matches!(err, crate::ChatError::TooLong { got: 5001, .. }));
+    }
+
+    #[test]
+    fn json_size_is_counted_up_to_the_first_byte_over() {
+        let v = serde_json::json!({ "msg": "x".repeat(100) });
+        let exact = serde_json::to_vec(&v).unwrap().len();
+        assert!(check_json_size("data", &v, exact).is_ok());
+        let err = check_json_size("data", &v, exact - 1).unwrap_err();
+        assert!(matches!(err, crate::ChatError::TooLong { field: "data", got, .. } if got > exact - 1));
+        let big = serde_json::json!({ "msg": "é".repeat(MAX_REQUEST_BYTES) });
+        assert!(check_json_size("data", &big, MAX_REQUEST_BYTES).is_err());
     }
 
     #[test]

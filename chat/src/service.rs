@@ -30,6 +30,11 @@ use crate::unread::Seq;
 use crate::user::{NewUser, User, UserKind};
 use crate::{ChatError, Result};
 
+mod abuse;
+mod messages;
+
+pub use messages::SearchInput;
+
 /// Prefix of a room's event channel: `room/<rid>`.
 pub const ROOM_CHANNEL_PREFIX: &str = "room/";
 /// Prefix of a user's private channel: `user/<uid>`.
@@ -121,6 +126,7 @@ pub struct Service {
     store: Arc<dyn Store>,
     permissions: RwLock<PermissionTable>,
     settings: RwLock<Settings>,
+    abuse: abuse::AbuseLimits,
 }
 
 impl std::fmt::Debug for Service {
@@ -190,7 +196,8 @@ impl Service {
     pub async fn new(store: Arc<dyn Store>) -> Result<Service> {
         let permissions = PermissionTable::with_overrides(store.permission_overrides().await?)?;
         let settings = Settings::from_pairs(store.settings().await?)?;
-        Ok(Service { store, permissions: RwLock::new(permissions), settings: RwLock::new(settings) })
+        let abuse = abuse::AbuseLimits::new(&settings);
+        Ok(Service { store, permissions: RwLock::new(permissions), settings: RwLock::new(settings), abuse })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -280,7 +287,19 @@ impl Service {
 
     /// Username (or e-mail) and password → a new login session. Every failure is the same
     /// `Unauthenticated`, and takes as long (an unknown user still costs one argon2 verification).
+    /// Failed attempts are rate-limited per username and address (`client` as `ip:port` or ip) and per
+    /// address; a blocked attempt is `TooManyRequests` before any password check.
     pub async fn login(&self, user: &str, password: &str, client: Option<String>) -> Result<Login> {
+        let ip = abuse::client_ip(client.as_deref());
+        self.check_login_rate(user, ip)?;
+        let result = self.verify_login(user, password, client).await;
+        if matches!(result, Err(ChatError::Unauthenticated)) {
+            self.note_failed_login(user, ip);
+        }
+        result
+    }
+
+    async fn verify_login(&self, user: &str, password: &str, client: Option<String>) -> Result<Login> {
         let found = if user.contains('@') {
             self.store.user_by_email(user).await?
         } else {
@@ -629,6 +648,7 @@ impl Service {
             client_msg_id: input.client_msg_id,
         };
         new.validate(self.settings().message_max_allowed_size)?;
+        self.take_send_token(&actor, RoomView { room: &room, sub: sub.as_ref() })?;
         let created = self.store.insert_message(new).await?;
         let message = created.value;
         if !created.created {

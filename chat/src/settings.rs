@@ -61,6 +61,24 @@ pub struct Settings {
     pub unread_count_dm: UnreadCount,
     #[serde(rename = "SSRF_Allowlist")]
     pub ssrf_allowlist: String,
+    /// Messages a user may send per second, sustained (§7.1; RC hard-codes 5/s). 0 = no limit.
+    /// Holders of `send-many-messages` are not limited.
+    #[serde(rename = "Message_RateLimit_PerSecond")]
+    pub message_rate_limit_per_second: u32,
+    /// Messages a user may send in a burst above the sustained rate.
+    #[serde(rename = "Message_RateLimit_Burst")]
+    pub message_rate_limit_burst: u32,
+    /// Failed logins for one username from one address before it must wait (RC
+    /// `Block_Multiple_Failed_Logins_*`); they come back one by one over the period below. 0 = no limit.
+    #[serde(rename = "Block_Multiple_Failed_Logins_Attempts_Until_Block_by_User")]
+    pub failed_logins_by_user: u32,
+    #[serde(rename = "Block_Multiple_Failed_Logins_Time_To_Unblock_By_User_In_Minutes")]
+    pub failed_logins_by_user_minutes: u32,
+    /// Failed logins from one address, whatever the username. 0 = no limit.
+    #[serde(rename = "Block_Multiple_Failed_Logins_Attempts_Until_Block_By_Ip")]
+    pub failed_logins_by_ip: u32,
+    #[serde(rename = "Block_Multiple_Failed_Logins_Time_To_Unblock_By_Ip_In_Minutes")]
+    pub failed_logins_by_ip_minutes: u32,
 }
 
 impl Default for Settings {
@@ -85,6 +103,12 @@ impl Default for Settings {
             unread_count: UnreadCount::UserAndGroupMentionsOnly,
             unread_count_dm: UnreadCount::AllMessages,
             ssrf_allowlist: String::new(),
+            message_rate_limit_per_second: 5,
+            message_rate_limit_burst: 10,
+            failed_logins_by_user: 10,
+            failed_logins_by_user_minutes: 15,
+            failed_logins_by_ip: 50,
+            failed_logins_by_ip_minutes: 15,
         }
     }
 }
@@ -130,6 +154,17 @@ impl Settings {
         }
         if !(2..=crate::limits::MAX_DM_USERS * 4).contains(&self.direct_message_max_users) {
             return Err(ChatError::invalid("DirectMesssage_maxUsers", "must be 2..=32"));
+        }
+        if self.message_rate_limit_per_second > 0 && self.message_rate_limit_burst == 0 {
+            return Err(ChatError::invalid("Message_RateLimit_Burst", "must be at least 1 when a rate is set"));
+        }
+        if (self.failed_logins_by_user > 0 && self.failed_logins_by_user_minutes == 0)
+            || (self.failed_logins_by_ip > 0 && self.failed_logins_by_ip_minutes == 0)
+        {
+            return Err(ChatError::invalid(
+                "Block_Multiple_Failed_Logins",
+                "the unblock time must be at least 1 minute",
+            ));
         }
         Ok(())
     }

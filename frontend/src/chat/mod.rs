@@ -312,6 +312,7 @@ pub fn to_sc_error(e: &ChatError) -> ScError {
     match e {
         ChatError::Invalid { field, .. } => err = err.with("field", *field),
         ChatError::TooLong { field, limit, .. } => err = err.with("field", *field).with("limit", *limit),
+        ChatError::TooManyRequests { retry_after_ms } => err = err.with("retryAfterMs", *retry_after_ms),
         _ => {}
     }
     err

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 mod base;
+mod messages;
 pub mod params;
 
 use super::{to_sc_error, Chat};
@@ -26,7 +27,7 @@ pub const SOCKET_METHODS: &[&str] = &["registerUser", "login", "logout"];
 
 /// Every chat RPC, by its event name: the socket-bound ones, then each submodule's.
 pub fn methods() -> impl Iterator<Item = &'static str> {
-    SOCKET_METHODS.iter().chain(base::METHODS).copied()
+    SOCKET_METHODS.iter().chain(base::METHODS).chain(messages::METHODS).copied()
 }
 
 /// The handlers of [`methods`].
@@ -47,6 +48,11 @@ struct Method {
 #[async_trait]
 impl Handler for Method {
     async fn call(&self, ctx: &mut Context<'_>, data: Option<Value>) -> HandlerResult {
+        if let Some(d) = &data {
+            // §7.2: one bound for every method's data, before any work is done for it.
+            ::chat::limits::check_json_size("data", d, ::chat::limits::MAX_REQUEST_BYTES)
+                .map_err(|e| to_sc_error(&e))?;
+        }
         let params = match data {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m,
@@ -103,6 +109,9 @@ async fn dispatch(chat: &Arc<Chat>, name: &str, ctx: &mut Context<'_>, p: &Param
 /// out its effects. Each submodule answers the methods it owns and `None` for the others.
 pub async fn call(chat: &Arc<Chat>, caller: &Caller, name: &str, p: &Params) -> Result<Value, ChatError> {
     if let Some(result) = base::call(chat, caller, name, p).await {
+        return result;
+    }
+    if let Some(result) = messages::call(chat, caller, name, p).await {
         return result;
     }
     Err(invalid("event", "unknown chat method"))

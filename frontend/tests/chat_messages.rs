@@ -1,0 +1,294 @@
+//! Message features and abuse limits over sockets: reactions, pins, threads, search, mention
+//! notifications with per-room preferences, message and login rate limits, size limits. One in-process
+//! node with a temporary SQLite store, raw clients.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frontend::acl::AllowAll;
+use frontend::chat::{Chat, ChatConfig};
+use frontend::Config;
+use protocol::Codec;
+use serde_json::{json, Value};
+use support::{Client, TestNode};
+
+const PW: &str = "correct horse battery";
+
+struct ChatNode {
+    node: TestNode,
+    chat: Arc<Chat>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> ChatNode {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cc = ChatConfig::new(format!("sqlite:{}", dir.path().join("chat.db").display()));
+    cc.bootstrap_admin = Some(("root".into(), PW.into()));
+    let chat = Chat::start(&cc).await.unwrap();
+    // Raw clients answer pings only while they read, and argon2 in debug builds is slow.
+    let mut config = Config::for_test();
+    config.ping_timeout = Duration::from_secs(60);
+    let node = TestNode::start(config, chat.app(Arc::new(AllowAll))).await;
+    chat.attach(&node.node).await;
+    ChatNode { node, chat, _dir: dir }
+}
+
+async fn call(c: &mut Client, event: &str, data: Value) -> Value {
+    let r = c.invoke(event, data).await;
+    assert!(r.get("error").is_none(), "{event} failed: {r}");
+    r["data"].clone()
+}
+
+async fn call_err(c: &mut Client, event: &str, data: Value) -> Value {
+    let r = c.invoke(event, data).await;
+    assert!(r.get("error").is_some(), "{event} should fail: {r}");
+    r["error"].clone()
+}
+
+struct User {
+    c: Client,
+    id: String,
+}
+
+async fn login(n: &ChatNode, username: &str) -> User {
+    let mut c = Client::handshake(n.node.json, Codec::Json).await;
+    let data = call(&mut c, "login", json!({"user": username, "password": PW})).await;
+    User { c, id: data["id"].as_str().unwrap().to_owned() }
+}
+
+/// The admin (first) and the named users, each logged in on its own socket.
+async fn users(n: &ChatNode, names: &[&str]) -> Vec<User> {
+    let mut admin = login(n, "root").await;
+    for name in names {
+        call(&mut admin.c, "createUser", json!({"username": name, "password": PW})).await;
+    }
+    let mut out = vec![admin];
+    for name in names {
+        out.push(login(n, name).await);
+    }
+    out
+}
+
+fn id(v: &Value) -> String {
+    v.as_str().unwrap().to_owned()
+}
+
+async fn room(u: &mut User, method: &str, name: &str, members: &[&str]) -> String {
+    id(&call(&mut u.c, method, json!({"name": name, "members": members})).await["room"]["id"])
+}
+
+async fn send(u: &mut User, rid: &str, msg: &str) -> Value {
+    call(&mut u.c, "sendMessage", json!({"rid": rid, "msg": msg})).await["message"].clone()
+}
+
+fn texts(messages: &Value) -> Vec<String> {
+    messages.as_array().unwrap().iter().map(|m| m["msg"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_reaction_toggles_and_another_member_sees_it_live() {
+    let n = start().await;
+    let mut us = users(&n, &["alice", "bob", "carol"]).await;
+    let [_, alice, bob, carol] = &mut us[..] else { unreachable!() };
+    let rid = room(alice, "createPrivateGroup", "team", &["bob"]).await;
+    let m = send(alice, &rid, "ship it?").await;
+    bob.c.subscribe(&format!("room/{rid}")).await;
+
+    let r = call(&mut alice.c, "setReaction", json!({"messageId": m["id"], "reaction": ":+1:"})).await;
+    assert_eq!(r["message"]["reactions"][":+1:"], json!([alice.id]));
+    let ev = bob.c.next_matching(|p| p["data"]["data"]["type"] == "message.updated").await;
+    assert_eq!(ev["data"]["channel"], format!("room/{rid}"));
+    assert_eq!(ev["data"]["data"]["id"], m["id"]);
+    assert_eq!(ev["data"]["data"]["reactions"][":+1:"], json!([alice.id]));
+
+    // Bob adds his; the same call again takes it back off.
+    call(&mut bob.c, "setReaction", json!({"msgId": m["id"], "emoji": ":+1:"})).await;
+    let off = call(&mut bob.c, "setReaction", json!({"msgId": m["id"], "emoji": ":+1:"})).await;
+    assert_eq!(off["message"]["reactions"][":+1:"], json!([alice.id]));
+    let ev = bob
+        .c
+        .next_matching(|p| {
+            p["data"]["data"]["type"] == "message.updated"
+                && p["data"]["data"]["reactions"][":+1:"] == json!([alice.id])
+        })
+        .await;
+    assert_eq!(ev["data"]["data"]["seq"], m["seq"]);
+    // shouldReact = false on a reaction that is not there changes nothing.
+    let same = call(&mut bob.c, "setReaction", json!({"msgId": m["id"], "emoji": ":+1:", "shouldReact": false})).await;
+    assert_eq!(same["message"]["reactions"], off["message"]["reactions"]);
+    let history = call(&mut bob.c, "loadHistory", json!({"rid": rid})).await;
+    let stored = history["messages"].as_array().unwrap().iter().find(|x| x["id"] == m["id"]).unwrap().clone();
+    assert_eq!(stored["reactions"][":+1:"], json!([alice.id]), "stored, not only published");
+
+    let e = call_err(&mut bob.c, "setReaction", json!({"msgId": m["id"], "emoji": "bad emoji"})).await;
+    assert_eq!(e["error"], "error-invalid-param");
+    // A non-member cannot react, and cannot tell the message exists.
+    let e = call_err(&mut carol.c, "setReaction", json!({"msgId": m["id"], "emoji": ":+1:"})).await;
+    let unknown = call_err(&mut carol.c, "setReaction", json!({"msgId": "NoSuchMessage00000", "emoji": ":+1:"})).await;
+    assert_eq!(e, unknown);
+    assert_eq!(e["error"], "error-not-found");
+}
+
+#[tokio::test]
+async fn pinning_needs_pin_message_and_the_pinned_list_shows_it() {
+    let n = start().await;
+    let mut us = users(&n, &["alice", "bob"]).await;
+    let [_, alice, bob] = &mut us[..] else { unreachable!() };
+    let rid = room(alice, "createChannel", "pins", &["bob"]).await;
+    let m = send(bob, &rid, "the release checklist").await;
+    bob.c.subscribe(&format!("room/{rid}")).await;
+
+    let e = call_err(&mut bob.c, "pinMessage", json!({"messageId": m["id"]})).await;
+    assert_eq!(e["error"], "error-not-allowed", "a plain user may not pin");
+    let pinned = call(&mut bob.c, "getPinnedMessages", json!({"rid": rid})).await;
+    assert!(pinned["messages"].as_array().unwrap().is_empty());
+
+    let r = call(&mut alice.c, "pinMessage", json!({"message": {"_id": m["id"]}})).await;
+    assert_eq!(r["message"]["pinned"], true);
+    assert_eq!(r["message"]["pinnedBy"], json!(alice.id));
+    let ev = bob.c.next_matching(|p| p["data"]["data"]["type"] == "message.updated").await;
+    assert_eq!(ev["data"]["data"]["pinned"], true);
+    let note = bob.c.next_matching(|p| p["data"]["data"]["type"] == "message.new").await;
+    assert_eq!(note["data"]["data"]["message"]["t"], "message_pinned");
+    assert_eq!(note["data"]["data"]["message"]["attachments"][0]["messageId"], m["id"]);
+
+    let pinned = call(&mut bob.c, "getPinnedMessages", json!({"rid": rid})).await;
+    assert_eq!(texts(&pinned["messages"]), ["the release checklist"]);
+    call(&mut alice.c, "unpinMessage", json!({"messageId": m["id"]})).await;
+    let pinned = call(&mut bob.c, "getPinnedMessages", json!({"rid": rid})).await;
+    assert!(pinned["messages"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn thread_replies_are_listed_for_readers_only() {
+    let n = start().await;
+    let mut us = users(&n, &["alice", "bob", "carol"]).await;
+    let [_, alice, bob, carol] = &mut us[..] else { unreachable!() };
+    let rid = room(alice, "createPrivateGroup", "threads", &["bob"]).await;
+    let root = send(alice, &rid, "what do we name it?").await;
+    for text in ["sc-cluster", "fabric"] {
+        call(&mut bob.c, "sendMessage", json!({"rid": rid, "msg": text, "tmid": root["id"]})).await;
+    }
+    send(alice, &rid, "unrelated").await;
+
+    let thread = call(&mut alice.c, "getThreadMessages", json!({"tmid": root["id"]})).await;
+    assert_eq!(texts(&thread["messages"]), ["sc-cluster", "fabric"]);
+    let first_seq = thread["messages"][0]["seq"].as_u64().unwrap();
+    let rest = call(&mut alice.c, "getThreadMessages", json!({"tmid": root["id"], "afterSeq": first_seq})).await;
+    assert_eq!(texts(&rest["messages"]), ["fabric"]);
+    // The replies are off the main timeline.
+    let history = call(&mut alice.c, "loadHistory", json!({"rid": rid})).await;
+    assert!(!texts(&history["messages"]).contains(&"fabric".to_owned()));
+
+    let e = call_err(&mut carol.c, "getThreadMessages", json!({"tmid": root["id"]})).await;
+    let unknown = call_err(&mut carol.c, "getThreadMessages", json!({"tmid": "NoSuchMessage00000"})).await;
+    assert_eq!(e, unknown, "a non-member learns nothing about a private thread");
+}
+
+#[tokio::test]
+async fn search_finds_words_only_in_rooms_the_caller_may_read() {
+    let n = start().await;
+    let mut us = users(&n, &["alice", "bob", "carol"]).await;
+    let [_, alice, bob, carol] = &mut us[..] else { unreachable!() };
+    let public = room(alice, "createChannel", "lobby", &[]).await;
+    let shared = room(alice, "createPrivateGroup", "shared", &["bob"]).await;
+    let secret = room(carol, "createPrivateGroup", "secret", &[]).await;
+    send(alice, &public, "the zebra report is public").await;
+    send(alice, &shared, "the zebra budget is shared").await;
+    send(carol, &secret, "the zebra salary is secret").await;
+
+    // A public channel bob is not in, previewed by naming it.
+    let found = call(&mut bob.c, "messageSearch", json!({"text": "zebra", "rid": public})).await;
+    assert_eq!(texts(&found["messages"]), ["the zebra report is public"]);
+    // Everything bob may read: the group he is in; never carol's group.
+    let found = call(&mut bob.c, "messageSearch", json!({"text": "zebra"})).await;
+    assert_eq!(texts(&found["messages"]), ["the zebra budget is shared"]);
+    let found = call(&mut bob.c, "messageSearch", json!({"text": "salary"})).await;
+    assert!(found["messages"].as_array().unwrap().is_empty());
+    // Naming carol's group is answered like a room that does not exist.
+    let e = call_err(&mut bob.c, "messageSearch", json!({"text": "zebra", "rid": secret})).await;
+    let unknown = call_err(&mut bob.c, "messageSearch", json!({"text": "zebra", "rid": "NoSuchRoom00000000"})).await;
+    assert_eq!(e, unknown);
+    // Carol finds her own; search operators are plain words.
+    let found = call(&mut carol.c, "messageSearch", json!({"text": "zebra OR report"})).await;
+    assert!(found["messages"].as_array().unwrap().is_empty(), "OR is a required word, not an operator");
+    let found = call(&mut carol.c, "messageSearch", json!({"text": "salary zebra"})).await;
+    assert_eq!(texts(&found["messages"]), ["the zebra salary is secret"]);
+}
+
+#[tokio::test]
+async fn sending_faster_than_the_rate_limit_is_refused_and_nothing_is_stored() {
+    let n = start().await;
+    let svc = n.chat.service();
+    svc.set_setting_as_operator("Message_RateLimit_PerSecond", json!(5)).await.unwrap();
+    svc.set_setting_as_operator("Message_RateLimit_Burst", json!(5)).await.unwrap();
+    let mut us = users(&n, &["alice"]).await;
+    let [admin, alice] = &mut us[..] else { unreachable!() };
+    let rid = room(alice, "createChannel", "flood", &[]).await;
+
+    let started = Instant::now();
+    let mut refused = None;
+    for i in 0..20 {
+        let r = alice.c.invoke("sendMessage", json!({"rid": rid, "msg": format!("flood {i}")})).await;
+        if r.get("error").is_some() {
+            refused = Some((i, r["error"].clone()));
+            break;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (i, e) = refused.expect("the limit refuses a flood");
+    assert_eq!(e["error"], "error-too-many-requests");
+    let retry = e["retryAfterMs"].as_u64().unwrap();
+    assert!((1..=200).contains(&retry), "one message every 200 ms: {retry}");
+    // The first 5 pass; the refusal comes no later than the tokens earned meanwhile allow.
+    assert!(i >= 5, "refused message {i}");
+    assert!(f64::from(i) <= 5.0 + 5.0 * elapsed + 1.0, "refused only at message {i} after {elapsed:.2}s");
+    let history = call(&mut alice.c, "loadHistory", json!({"rid": rid})).await;
+    let stored = texts(&history["messages"]);
+    assert!(!stored.contains(&format!("flood {i}")), "the refused message was not stored");
+    assert_eq!(stored.iter().filter(|t| t.starts_with("flood")).count(), i as usize);
+
+    // An admin holds send-many-messages and is not limited.
+    call(&mut admin.c, "joinRoom", json!({"rid": rid})).await;
+    for k in 0..12 {
+        send(admin, &rid, &format!("announcement {k}")).await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_5000_characters_or_an_oversized_request_is_refused() {
+    let n = start().await;
+    let mut us = users(&n, &["alice"]).await;
+    let alice = &mut us[1];
+    let rid = room(alice, "createChannel", "long", &[]).await;
+    let e = call_err(&mut alice.c, "sendMessage", json!({"rid": rid, "msg": "ü".repeat(5001)})).await;
+    assert_eq!((e["error"].clone(), e["limit"].clone()), (json!("error-too-long"), json!(5000)));
+    send(alice, &rid, &"ü".repeat(5000)).await;
+    let e = call_err(&mut alice.c, "sendMessage", json!({"rid": rid, "msg": "x", "pad": "y".repeat(70_000)})).await;
+    assert_eq!((e["error"].clone(), e["field"].clone()), (json!("error-too-long"), json!("data")));
+    let history = call(&mut alice.c, "loadHistory", json!({"rid": rid})).await;
+    let lens: Vec<usize> = texts(&history["messages"]).iter().map(|t| t.chars().count()).filter(|&l| l > 1).collect();
+    assert_eq!(lens, [5000], "only the message within the limit was stored");
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_blocked_even_with_the_right_password() {
+    let n = start().await;
+    let svc = n.chat.service();
+    svc.set_setting_as_operator("Block_Multiple_Failed_Logins_Attempts_Until_Block_by_User", json!(3)).await.unwrap();
+    let _us = users(&n, &["alice"]).await;
+    let mut c = Client::handshake(n.node.json, Codec::Json).await;
+    for _ in 0..3 {
+        let e = call_err(&mut c, "login", json!({"user": "alice", "password": "wrong password"})).await;
+        assert_eq!(e["error"], "error-unauthorized");
+    }
+    let e = call_err(&mut c, "login", json!({"user": "alice", "password": PW})).await;
+    assert_eq!(e["error"], "error-too-many-requests");
+    assert!(e["retryAfterMs"].as_u64().unwrap() > 1_000, "{e}");
+    // Another account from the same address is not affected.
+    call(&mut c, "login", json!({"user": "root", "password": PW})).await;
+}
