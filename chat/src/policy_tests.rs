@@ -79,6 +79,8 @@ fn sub(uid: &str, t: RoomType, roles: Vec<Role>) -> Subscription {
         mentions: MentionCounts::default(),
         favorite: false,
         notify: NotifyLevel::Default,
+        disable_notifications: false,
+        mute_group_mentions: false,
         updated_at: 0,
     }
 }

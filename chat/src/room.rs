@@ -102,6 +102,12 @@ pub struct Subscription {
     #[serde(deserialize_with = "crate::serde_util::lenient_bool")]
     pub favorite: bool,
     pub notify: NotifyLevel,
+    /// RC `disableNotifications` (a muted room): no notification from this room at all, mentions included.
+    #[serde(default, deserialize_with = "crate::serde_util::lenient_bool")]
+    pub disable_notifications: bool,
+    /// RC `muteGroupMentions`: `@all` and `@here` do not notify this member.
+    #[serde(default, deserialize_with = "crate::serde_util::lenient_bool")]
+    pub mute_group_mentions: bool,
     pub updated_at: Millis,
 }
 
@@ -120,7 +126,28 @@ impl Subscription {
             mentions: MentionCounts::default(),
             favorite: false,
             notify: NotifyLevel::Default,
+            disable_notifications: false,
+            mute_group_mentions: false,
             updated_at: now,
+        }
+    }
+
+    /// Does this member want a `notification` for a message that reaches them because of `cause`?
+    /// Muted (`disableNotifications`) or level `nothing`: never. Level `all`: always. Level `mentions`
+    /// (and `default`, which is `mentions`): direct messages and mentions of them; `@all`/`@here` unless
+    /// `muteGroupMentions`. RC's `shouldNotifyDesktop` decides the same way.
+    pub fn wants_notification(&self, cause: NotifyCause) -> bool {
+        if self.disable_notifications {
+            return false;
+        }
+        match self.notify {
+            NotifyLevel::Nothing => false,
+            NotifyLevel::All => true,
+            NotifyLevel::Default | NotifyLevel::Mentions => match cause {
+                NotifyCause::Direct | NotifyCause::Mention => true,
+                NotifyCause::GroupMention => !self.mute_group_mentions,
+                NotifyCause::Message => false,
+            },
         }
     }
 
@@ -160,6 +187,68 @@ impl NotifyLevel {
         [NotifyLevel::Default, NotifyLevel::All, NotifyLevel::Mentions, NotifyLevel::Nothing]
             .into_iter()
             .find(|l| l.as_str() == s)
+    }
+}
+
+/// Why a message could notify a member (the `kind` of the `notification` event, §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NotifyCause {
+    /// Any message in a room whose member chose level `all`.
+    Message,
+    /// `@all` or `@here`.
+    GroupMention,
+    /// `@username`.
+    Mention,
+    /// A message in a direct message.
+    Direct,
+}
+
+impl NotifyCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyCause::Message => "message",
+            NotifyCause::GroupMention => "all",
+            NotifyCause::Mention => "mention",
+            NotifyCause::Direct => "dm",
+        }
+    }
+}
+
+/// A member's change of their own preferences (`saveNotificationSettings`, `hideRoom`, `openRoom`,
+/// `toggleFavorite`); `None` leaves a field unchanged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionPrefs {
+    pub notify: Option<NotifyLevel>,
+    pub open: Option<bool>,
+    pub favorite: Option<bool>,
+    pub disable_notifications: Option<bool>,
+    pub mute_group_mentions: Option<bool>,
+}
+
+impl SubscriptionPrefs {
+    pub fn is_empty(&self) -> bool {
+        *self == SubscriptionPrefs::default()
+    }
+
+    /// Applies the change; returns whether anything changed (`updated_at` is the caller's).
+    pub fn apply(&self, sub: &mut Subscription) -> bool {
+        let before = sub.clone();
+        if let Some(n) = self.notify {
+            sub.notify = n;
+        }
+        if let Some(o) = self.open {
+            sub.open = o;
+        }
+        if let Some(f) = self.favorite {
+            sub.favorite = f;
+        }
+        if let Some(d) = self.disable_notifications {
+            sub.disable_notifications = d;
+        }
+        if let Some(m) = self.mute_group_mentions {
+            sub.mute_group_mentions = m;
+        }
+        *sub != before
     }
 }
 
@@ -307,6 +396,25 @@ mod tests {
         UserId::from(s)
     }
 
+    fn member(t: RoomType, roles: Vec<Role>) -> Subscription {
+        Subscription {
+            rid: RoomId::from("r"),
+            uid: uid("a"),
+            username: "a".into(),
+            t,
+            roles,
+            joined_at: 0,
+            open: true,
+            read: ReadState::default(),
+            mentions: MentionCounts::default(),
+            favorite: false,
+            notify: NotifyLevel::Default,
+            disable_notifications: false,
+            mute_group_mentions: false,
+            updated_at: 0,
+        }
+    }
+
     #[test]
     fn dm_key_is_order_independent() {
         assert_eq!(dm_key(&[uid("b"), uid("a")]), dm_key(&[uid("a"), uid("b")]));
@@ -336,24 +444,39 @@ mod tests {
 
     #[test]
     fn last_owner_must_hand_over() {
-        let mut s = Subscription {
-            rid: RoomId::from("r"),
-            uid: uid("a"),
-            username: "a".into(),
-            t: RoomType::Group,
-            roles: vec![Role::Owner],
-            joined_at: 0,
-            open: true,
-            read: ReadState::default(),
-            mentions: MentionCounts::default(),
-            favorite: false,
-            notify: NotifyLevel::Default,
-            updated_at: 0,
-        };
+        let mut s = member(RoomType::Group, vec![Role::Owner]);
         assert!(matches!(check_owner_handover(&s, 1), Err(ChatError::LastOwner)));
         assert!(check_owner_handover(&s, 2).is_ok());
         s.roles.clear();
         assert!(check_owner_handover(&s, 1).is_ok());
+    }
+
+    #[test]
+    fn notifications_follow_the_members_level_mute_and_group_mention_choice() {
+        let mut s = member(RoomType::Channel, vec![]);
+        use NotifyCause::*;
+        let wants = |s: &Subscription| [Message, GroupMention, Mention, Direct].map(|c| s.wants_notification(c));
+        assert_eq!(wants(&s), [false, true, true, true], "default = mentions");
+        s.mute_group_mentions = true;
+        assert_eq!(wants(&s), [false, false, true, true]);
+        s.notify = NotifyLevel::All;
+        assert_eq!(wants(&s), [true, true, true, true]);
+        s.notify = NotifyLevel::Nothing;
+        assert_eq!(wants(&s), [false, false, false, false]);
+        s.notify = NotifyLevel::All;
+        s.disable_notifications = true;
+        assert_eq!(wants(&s), [false, false, false, false], "a muted room never notifies");
+    }
+
+    #[test]
+    fn preference_changes_report_whether_anything_changed() {
+        let mut s = member(RoomType::Direct, vec![]);
+        assert!(SubscriptionPrefs::default().is_empty());
+        assert!(!SubscriptionPrefs { open: Some(true), ..Default::default() }.apply(&mut s));
+        let hide = SubscriptionPrefs { open: Some(false), notify: Some(NotifyLevel::Nothing), ..Default::default() };
+        assert!(hide.apply(&mut s));
+        assert_eq!((s.open, s.notify), (false, NotifyLevel::Nothing));
+        assert!(!hide.apply(&mut s));
     }
 
     #[test]

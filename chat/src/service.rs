@@ -655,44 +655,8 @@ impl Service {
             return Ok(Outcome::new(Sent { message, created: false }, Vec::new()));
         }
         let mut effects = vec![message_new(&message)];
-        effects.extend(self.notifications(&room, &message).await?);
+        effects.extend(self.member_effects(&room, &message).await?);
         Ok(Outcome::new(Sent { message, created: true }, effects))
-    }
-
-    /// `notification` on `user/<uid>` for mentioned members and DM peers; never for non-members (§7.4).
-    async fn notifications(&self, room: &Room, m: &Message) -> Result<Vec<Effect>> {
-        let mut targets: Vec<(UserId, &str)> = Vec::new();
-        if room.t == RoomType::Direct {
-            for s in self.store.list_members(&room.id, None, limits::MAX_DM_USERS * 4).await? {
-                if s.uid != m.u.id {
-                    targets.push((s.uid, "dm"));
-                }
-            }
-        }
-        for mention in &m.mentions {
-            if mention.id == m.u.id || targets.iter().any(|(u, _)| u == &mention.id) {
-                continue;
-            }
-            if self.store.get_subscription(&room.id, &mention.id).await?.is_some() {
-                targets.push((mention.id.clone(), "mention"));
-            }
-        }
-        let excerpt: String = m.msg.chars().take(200).collect();
-        Ok(targets
-            .into_iter()
-            .map(|(uid, kind)| {
-                publish_user(
-                    &uid,
-                    event(
-                        "notification",
-                        json!({
-                            "kind": kind, "rid": m.rid, "messageId": m.id, "seq": m.seq,
-                            "sender": { "_id": m.u.id, "username": m.u.username }, "text": excerpt,
-                        }),
-                    ),
-                )
-            })
-            .collect())
     }
 
     /// The stored message, its room and the caller's subscription; unknown ids are `NotFound { message }`.

@@ -14,7 +14,7 @@ use chat::ids::{MessageId, RoomId, UserId};
 use chat::message::{Mention, NewMessage, SystemType, UserRef};
 use chat::permissions::Permission;
 use chat::roles::Role;
-use chat::room::{NewRoom, RoomPatch, RoomType};
+use chat::room::{NewRoom, NotifyLevel, RoomPatch, RoomType, SubscriptionPrefs};
 use chat::store::{NewSession, Page, SearchQuery, SessionKind, Store};
 use chat::user::{NewUser, User, UserKind};
 use chat::ChatError;
@@ -613,6 +613,57 @@ pub async fn data_survives_reopening_the_store(h: &dyn Harness) {
     assert_eq!(s.permission_overrides().await.unwrap(), vec![(Permission::CreateC, vec![Role::Admin])]);
 }
 
+pub async fn notification_preferences_are_stored_and_members_found_by_level(h: &dyn Harness) {
+    let (alice, bob, carol, rid, since) = {
+        let s = h.open().await;
+        let alice = user(&*s, "alice").await;
+        let bob = user(&*s, "bob").await;
+        let carol = user(&*s, "carol").await;
+        let rid = group(&*s, &alice, "prefs", &[&bob, &carol]).await;
+        let fresh = s.get_subscription(&rid, &bob.id).await.unwrap().unwrap();
+        assert_eq!(
+            (fresh.notify, fresh.open, fresh.favorite, fresh.disable_notifications, fresh.mute_group_mentions),
+            (NotifyLevel::Default, true, false, false, false),
+            "a new member has the defaults"
+        );
+        let since = fresh.updated_at + 1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let all =
+            SubscriptionPrefs { notify: Some(NotifyLevel::All), mute_group_mentions: Some(true), ..Default::default() };
+        let bob_sub = s.set_subscription_prefs(&rid, &bob.id, all).await.unwrap();
+        assert_eq!((bob_sub.notify, bob_sub.mute_group_mentions, bob_sub.open), (NotifyLevel::All, true, true));
+        assert!(bob_sub.updated_at >= since, "a change moves updatedAt");
+        let hide = SubscriptionPrefs {
+            open: Some(false),
+            disable_notifications: Some(true),
+            favorite: Some(true),
+            ..Default::default()
+        };
+        s.set_subscription_prefs(&rid, &carol.id, hide.clone()).await.unwrap();
+        // The same change again changes nothing and keeps updatedAt.
+        let before = s.get_subscription(&rid, &carol.id).await.unwrap().unwrap();
+        let again = s.set_subscription_prefs(&rid, &carol.id, hide).await.unwrap();
+        assert_eq!(again, before);
+        let stranger = user(&*s, "dave").await;
+        let e = s.set_subscription_prefs(&rid, &stranger.id, SubscriptionPrefs::default()).await;
+        assert!(matches!(e, Err(ChatError::NotFound { .. })), "{e:?}");
+        (alice, bob, carol, rid, since)
+    };
+    // Stored for good: read back after reopening.
+    let s = h.open().await;
+    let carol_sub = s.get_subscription(&rid, &carol.id).await.unwrap().unwrap();
+    assert_eq!(
+        (carol_sub.open, carol_sub.disable_notifications, carol_sub.favorite, carol_sub.notify),
+        (false, true, true, NotifyLevel::Default)
+    );
+    let wants_all = s.members_with_notify(&rid, NotifyLevel::All, 10).await.unwrap();
+    assert_eq!(wants_all.iter().map(|m| m.uid.clone()).collect::<Vec<_>>(), vec![bob.id.clone()]);
+    assert!(s.members_with_notify(&rid, NotifyLevel::Nothing, 10).await.unwrap().is_empty());
+    let changed = s.subscriptions_for_user(&bob.id, Some(since)).await.unwrap();
+    assert_eq!(changed.update.len(), 1, "the change shows in the delta");
+    assert!(s.subscriptions_for_user(&alice.id, Some(since)).await.unwrap().update.is_empty());
+}
+
 // ------------------------------------------------------------------ instantiation
 
 macro_rules! suite {
@@ -635,6 +686,7 @@ macro_rules! suite {
                 subscription_deltas_follow_updated_since,
                 permissions_and_settings_persist,
                 data_survives_reopening_the_store,
+                notification_preferences_are_stored_and_members_found_by_level,
             );
         }
     };

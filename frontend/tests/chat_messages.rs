@@ -292,3 +292,121 @@ async fn repeated_failed_logins_are_blocked_even_with_the_right_password() {
     // Another account from the same address is not affected.
     call(&mut c, "login", json!({"user": "root", "password": PW})).await;
 }
+
+/// Publishes the next marker on `marker`, after everything the previous calls published.
+async fn mark(u: &mut User, step: &mut u32) -> String {
+    *step += 1;
+    let m = format!("step {step}");
+    u.c.invoke("#publish", json!({"channel": "marker", "data": m})).await;
+    m
+}
+
+/// Waits for the marker published after an action; returns every `notification` on `user/<uid>` before it.
+async fn notifications_until_marker(u: &mut User, marker: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let p = u.c.next_matching(|p| p["event"] == "#publish").await;
+        if p["data"]["channel"] == "marker" && p["data"]["data"] == marker {
+            return seen;
+        }
+        if p["data"]["channel"] == format!("user/{}", u.id) && p["data"]["data"]["type"] == "notification" {
+            seen.push(p["data"]["data"].clone());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_mention_notifies_the_member_unless_their_room_preferences_say_otherwise() {
+    let n = start().await;
+    let mut us = users(&n, &["alice", "bob", "carol"]).await;
+    let [_, alice, bob, carol] = &mut us[..] else { unreachable!() };
+    let rid = room(alice, "createChannel", "dev", &["bob", "carol"]).await;
+    for u in [&mut *bob, &mut *carol] {
+        let own = format!("user/{}", u.id);
+        u.c.subscribe(&own).await;
+        u.c.subscribe("marker").await;
+    }
+    let mut step = 0;
+
+    let sent = send(alice, &rid, "@bob can you review?").await;
+    let m = mark(alice, &mut step).await;
+    let got = notifications_until_marker(bob, &m).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0]["kind"].clone(), got[0]["messageId"].clone()), (json!("mention"), sent["id"].clone()));
+    assert_eq!(got[0]["sender"]["username"], "alice");
+    assert_eq!(got[0]["text"], "@bob can you review?");
+    assert!(notifications_until_marker(carol, &m).await.is_empty(), "carol was not mentioned");
+
+    // Bob chooses "nothing" for this room (Rocket.Chat's field/value form); carol chooses "all".
+    let saved = call(
+        &mut bob.c,
+        "saveNotificationSettings",
+        json!({"roomId": rid, "field": "desktopNotifications", "value": "nothing"}),
+    )
+    .await;
+    assert_eq!(saved["subscription"]["notify"], "nothing");
+    call(&mut carol.c, "saveNotificationSettings", json!({"rid": rid, "desktopNotifications": "all"})).await;
+    send(alice, &rid, "@bob ping again").await;
+    send(alice, &rid, "a plain message").await;
+    let m = mark(alice, &mut step).await;
+    assert!(notifications_until_marker(bob, &m).await.is_empty(), "bob chose nothing");
+    let got = notifications_until_marker(carol, &m).await;
+    let kinds: Vec<&str> = got.iter().map(|g| g["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["message", "message"], "carol hears every message");
+
+    // Muting the room silences even mentions; unmuting brings mentions back.
+    call(&mut carol.c, "saveNotificationSettings", json!({"rid": rid, "disableNotifications": true})).await;
+    send(alice, &rid, "@carol muted?").await;
+    let m = mark(alice, &mut step).await;
+    assert!(notifications_until_marker(carol, &m).await.is_empty());
+    call(&mut carol.c, "saveNotificationSettings", json!({"rid": rid, "field": "disableNotifications", "value": "0"}))
+        .await;
+    send(alice, &rid, "@carol back?").await;
+    let m = mark(alice, &mut step).await;
+    assert_eq!(notifications_until_marker(carol, &m).await.len(), 1);
+
+    let e = call_err(&mut bob.c, "saveNotificationSettings", json!({"rid": rid, "desktopNotifications": "loud"})).await;
+    assert_eq!(e["error"], "error-invalid-param");
+    let subs = call(&mut bob.c, "subscriptions.get", json!({})).await;
+    let mine = subs["update"].as_array().unwrap().iter().find(|s| s["rid"] == json!(rid)).unwrap().clone();
+    assert_eq!(mine["notify"], "nothing", "the preference is stored");
+}
+
+#[tokio::test]
+async fn a_hidden_direct_message_comes_back_when_someone_writes() {
+    let n = start().await;
+    let mut us = users(&n, &["alice", "bob"]).await;
+    let [_, alice, bob] = &mut us[..] else { unreachable!() };
+    let dm = call(&mut alice.c, "createDirectMessage", json!({"username": "bob"})).await;
+    let rid = id(&dm["room"]["id"]);
+    bob.c.subscribe(&format!("user/{}", bob.id)).await;
+
+    let hidden = call(&mut bob.c, "hideRoom", json!({"rid": rid})).await;
+    assert_eq!(hidden["subscription"]["open"], false);
+    let subs = call(&mut bob.c, "subscriptions.get", json!({})).await;
+    assert_eq!(subs["update"][0]["open"], false);
+
+    send(alice, &rid, "are you there?").await;
+    let shown = bob
+        .c
+        .next_matching(|p| {
+            p["data"]["data"]["type"] == "subscription.changed" && p["data"]["data"]["rid"] == json!(rid)
+        })
+        .await;
+    assert_eq!(shown["data"]["data"]["subscription"]["open"], true);
+    let note = bob.c.next_matching(|p| p["data"]["data"]["type"] == "notification").await;
+    assert_eq!(note["data"]["data"]["kind"], "dm");
+    let subs = call(&mut bob.c, "subscriptions.get", json!({})).await;
+    assert_eq!(subs["update"][0]["open"], true);
+
+    call(&mut bob.c, "hideRoom", json!({"rid": rid})).await;
+    let opened = call(&mut bob.c, "openRoom", json!({"rid": rid})).await;
+    assert_eq!(opened["subscription"]["open"], true);
+    let fav = call(&mut bob.c, "toggleFavorite", json!({"rid": rid, "favorite": true})).await;
+    assert_eq!(fav["subscription"]["favorite"], true);
+    // Not a member: the same answer as for a room that does not exist.
+    let group = room(alice, "createPrivateGroup", "private", &[]).await;
+    let e = call_err(&mut bob.c, "hideRoom", json!({"rid": group})).await;
+    let unknown = call_err(&mut bob.c, "hideRoom", json!({"rid": "NoSuchRoom00000000"})).await;
+    assert_eq!(e, unknown);
+}

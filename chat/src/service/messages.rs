@@ -2,19 +2,29 @@
 //! full-text search. Each write is authorized by the stored message's room (never the client's claim,
 //! §7.5), stored, and then published as `message.updated` on `room/<rid>` with only the changed fields
 //! (§2.3). Reads follow the reader rule: members, or a public channel with `preview-c-room`; for a
-//! private room a non-member gets the same `NotFound` as for an unknown id (§7.4).
+//! private room a non-member gets the same `NotFound` as for an unknown id (§7.4). Also here: the
+//! notifications a new message causes, honouring each member's per-room preferences, and the calls that
+//! change those preferences.
+
+use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{as_message_error, event, message_new, publish_room, user_ref, Caller, Effect, Outcome, Service};
-use crate::ids::{MessageId, RoomId};
-use crate::limits::{self, MAX_HISTORY_PAGE, MAX_SEARCH_RESULTS};
+use super::{
+    as_message_error, event, message_new, publish_room, publish_user, refusal, subscription_changed, user_ref, Caller,
+    Effect, Outcome, Service,
+};
+use crate::ids::{MessageId, RoomId, UserId};
+use crate::limits::{self, MAX_DM_USERS, MAX_HISTORY_PAGE, MAX_LIST_PAGE, MAX_SEARCH_RESULTS};
 use crate::message::{validate_emoji, Message, NewMessage, SystemType};
 use crate::policy::{Method, RoomView};
-use crate::room::RoomType;
-use crate::store::SearchQuery;
+use crate::room::{NotifyCause, NotifyLevel, Room, RoomType, Subscription, SubscriptionPrefs};
+use crate::store::{MemberState, SearchQuery};
 use crate::unread::Seq;
 use crate::Result;
+
+/// Characters of the message text a `notification` carries.
+pub const NOTIFICATION_EXCERPT_CHARS: usize = 200;
 
 /// Characters of the pinned message copied into the "message pinned" system message.
 pub const PIN_EXCERPT_CHARS: usize = 1_000;
@@ -137,5 +147,108 @@ impl Service {
             limit: limits::page(input.limit, MAX_SEARCH_RESULTS),
         };
         self.store.search_messages(&query).await
+    }
+
+    // ------------------------------------------------------------ notifications and preferences
+
+    /// What a new message causes for members besides `message.new`: a `notification` on `user/<uid>`
+    /// for each member who wants one (§2.3), and hidden DMs shown again.
+    ///
+    /// Who is considered, and why (the strongest reason counts): every DM participant (`dm`); each
+    /// mentioned member (`mention`; a mention of a non-member notifies nobody, §7.4); every member on
+    /// `@all`/`@here` (`all`); members whose level is `all` (`message`). The last two are room-wide, so
+    /// they happen only in rooms of at most `Notifications_Max_Room_Members` members (RC default 100; 0
+    /// means up to [`MAX_LIST_PAGE`]), as RC stops "all messages" notifications above it: larger rooms
+    /// notify mentions only. Each candidate's own preferences then decide
+    /// ([`Subscription::wants_notification`]). The sender is never notified.
+    ///
+    /// Cost per message: nothing extra in a DM (its member list is read anyway); one indexed read of the
+    /// room's `all`-level members in a small room; one read per mention (≤ 50).
+    pub(super) async fn member_effects(&self, room: &Room, m: &Message) -> Result<Vec<Effect>> {
+        let cap = match self.settings().notifications_max_room_members {
+            0 => MAX_LIST_PAGE,
+            n => n.min(MAX_LIST_PAGE),
+        };
+        let small = room.users_count <= cap as u64;
+        let mut effects = Vec::new();
+        let mut candidates: BTreeMap<UserId, (NotifyCause, Subscription)> = BTreeMap::new();
+        let mut consider = |cause: NotifyCause, sub: Subscription| {
+            if sub.uid == m.u.id {
+                return;
+            }
+            match candidates.get(&sub.uid) {
+                Some((had, _)) if *had >= cause => {}
+                _ => {
+                    candidates.insert(sub.uid.clone(), (cause, sub));
+                }
+            }
+        };
+        if room.t == RoomType::Direct {
+            for mut sub in self.store.list_members(&room.id, None, MAX_DM_USERS * 4).await? {
+                if !sub.open {
+                    // A hidden DM comes back to its member's sidebar when someone writes (RC does the same).
+                    let shown = SubscriptionPrefs { open: Some(true), ..SubscriptionPrefs::default() };
+                    sub = self.store.set_subscription_prefs(&room.id, &sub.uid, shown).await?;
+                    effects.push(subscription_changed(&sub.uid, "updated", &room.id, json!({ "subscription": sub })));
+                }
+                consider(NotifyCause::Direct, sub);
+            }
+        } else if m.group_mention && small {
+            for sub in self.store.list_members(&room.id, None, cap).await? {
+                consider(NotifyCause::GroupMention, sub);
+            }
+        } else if small {
+            for sub in self.store.members_with_notify(&room.id, NotifyLevel::All, cap).await? {
+                consider(NotifyCause::Message, sub);
+            }
+        }
+        for mention in &m.mentions {
+            if mention.id == m.u.id {
+                continue;
+            }
+            if let Some(sub) = self.store.get_subscription(&room.id, &mention.id).await? {
+                consider(NotifyCause::Mention, sub);
+            }
+        }
+        let excerpt: String = m.msg.chars().take(NOTIFICATION_EXCERPT_CHARS).collect();
+        for (uid, (cause, sub)) in candidates {
+            if !sub.wants_notification(cause) {
+                continue;
+            }
+            let data = json!({
+                "kind": cause.as_str(), "rid": m.rid, "messageId": m.id, "seq": m.seq,
+                "sender": { "_id": m.u.id, "username": m.u.username }, "text": excerpt,
+            });
+            effects.push(publish_user(&uid, event("notification", data)));
+        }
+        Ok(effects)
+    }
+
+    /// `saveNotificationSettings`, `hideRoom` (`open = false`), `openRoom`, `toggleFavorite`: the caller
+    /// changes their own subscription; their devices hear of it with `subscription.changed`.
+    pub async fn save_subscription_prefs(
+        &self,
+        caller: &Caller,
+        rid: &RoomId,
+        prefs: SubscriptionPrefs,
+    ) -> Result<Outcome<MemberState>> {
+        let (_, actor) = self.authenticate(caller).await?;
+        let (room, sub) = self.room_and_sub(&actor, rid).await?;
+        self.authorize(&actor, Method::MemberSelf, Some(RoomView { room: &room, sub: sub.as_ref() }))
+            .map_err(|e| refusal(&room, sub.as_ref(), e))?;
+        let subscription = self.store.set_subscription_prefs(rid, &actor.id, prefs).await?;
+        let changed = sub.as_ref() != Some(&subscription);
+        let state = MemberState { subscription, counters: room.counters };
+        let effects = if changed {
+            vec![subscription_changed(
+                &actor.id,
+                "updated",
+                rid,
+                json!({ "subscription": state.subscription, "unread": state.unread() }),
+            )]
+        } else {
+            Vec::new()
+        };
+        Ok(Outcome::new(state, effects))
     }
 }

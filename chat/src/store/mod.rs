@@ -20,7 +20,7 @@ use crate::ids::{MessageId, Millis, RoomId, SessionId, UserId};
 use crate::message::{Mention, Message, NewMessage};
 use crate::permissions::Permission;
 use crate::roles::Role;
-use crate::room::{NewRoom, Room, RoomPatch, Subscription};
+use crate::room::{NewRoom, NotifyLevel, Room, RoomPatch, Subscription, SubscriptionPrefs};
 use crate::unread::{RoomCounters, Seq, Unread};
 use crate::user::{NewUser, User};
 use crate::Result;
@@ -222,6 +222,16 @@ pub trait Store: Send + Sync + 'static {
     async fn subscriptions_for_user(&self, user: &UserId, updated_since: Option<Millis>) -> Result<SubscriptionDelta>;
     /// Read counters := room counters, mention counters := 0.
     async fn mark_read(&self, room: &RoomId, user: &UserId) -> Result<MemberState>;
+    /// Applies a member's own preference change, moving `updatedAt` when something changed (so
+    /// `subscriptions_for_user(since)` reports it); `NotFound { subscription }` for a non-member.
+    async fn set_subscription_prefs(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        prefs: SubscriptionPrefs,
+    ) -> Result<Subscription>;
+    /// Members of `room` whose notification level is `level`, by user id, at most `limit`.
+    async fn members_with_notify(&self, room: &RoomId, level: NotifyLevel, limit: usize) -> Result<Vec<Subscription>>;
 
     // ---- messages ----
     /// Assigns the next `seq` and stores the message, atomically with the room counters, the thread

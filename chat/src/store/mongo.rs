@@ -30,7 +30,10 @@ use crate::limits::{
 use crate::message::{Mention, Message, NewMessage};
 use crate::permissions::{Permission, PermissionTable};
 use crate::roles::{validate_global_roles, validate_room_roles, Role};
-use crate::room::{check_owner_handover, creator_roles, NewRoom, Room, RoomPatch, RoomType, Subscription};
+use crate::room::{
+    check_owner_handover, creator_roles, NewRoom, NotifyLevel, Room, RoomPatch, RoomType, Subscription,
+    SubscriptionPrefs,
+};
 use crate::store::{
     quoted_terms, Created, MemberState, NewSession, Page, SearchQuery, Session, SessionKind, Store, SubscriptionDelta,
 };
@@ -856,6 +859,55 @@ impl Store for MongoStore {
             .map_err(err("mark_read"))?
             .ok_or_else(|| ChatError::not_found("subscription"))?;
         Ok(MemberState { subscription: updated.sub, counters: r.counters })
+    }
+
+    async fn set_subscription_prefs(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        prefs: SubscriptionPrefs,
+    ) -> Result<Subscription> {
+        let current = self.sub_state(room, user).await?.ok_or_else(|| ChatError::not_found("subscription"))?;
+        let mut next = current.clone();
+        if !prefs.apply(&mut next) {
+            return Ok(current);
+        }
+        // Only the fields the change names are written, each with one atomic `$set`.
+        let mut set = doc! {"updatedAt": now_ms().max(current.updated_at + 1)};
+        if let Some(v) = prefs.notify {
+            set.insert("notify", v.as_str());
+        }
+        if let Some(v) = prefs.open {
+            set.insert("open", v);
+        }
+        if let Some(v) = prefs.favorite {
+            set.insert("favorite", v);
+        }
+        if let Some(v) = prefs.disable_notifications {
+            set.insert("disableNotifications", v);
+        }
+        if let Some(v) = prefs.mute_group_mentions {
+            set.insert("muteGroupMentions", v);
+        }
+        let updated = self
+            .subs()
+            .find_one_and_update(doc! {"_id": sub_key(room, user)}, doc! {"$set": set})
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(err("set_subscription_prefs"))?
+            .ok_or_else(|| ChatError::not_found("subscription"))?;
+        Ok(updated.sub)
+    }
+
+    async fn members_with_notify(&self, room: &RoomId, level: NotifyLevel, limit: usize) -> Result<Vec<Subscription>> {
+        let cursor = self
+            .subs()
+            .find(doc! {"rid": room.as_str(), "notify": level.as_str()})
+            .sort(doc! {"uid": 1})
+            .limit(n(page(Some(limit), MAX_LIST_PAGE) as u64))
+            .await
+            .map_err(err("members_with_notify"))?;
+        Ok(self.collect(cursor, "members_with_notify").await?.into_iter().map(|d| d.sub).collect())
     }
 
     async fn insert_message(&self, new: NewMessage) -> Result<Created<Message>> {

@@ -19,7 +19,7 @@ use crate::ids::{MessageId, Millis, RoomId, SessionId, UserId};
 use crate::message::{Mention, Message, NewMessage};
 use crate::permissions::Permission;
 use crate::roles::Role;
-use crate::room::{NewRoom, Room, RoomPatch, Subscription};
+use crate::room::{NewRoom, NotifyLevel, Room, RoomPatch, Subscription, SubscriptionPrefs};
 use crate::store::{
     Created, MemberState, NewSession, Page, SearchQuery, Session, SessionKind, Store, SubscriptionDelta,
 };
@@ -237,6 +237,19 @@ impl Store for SqliteStore {
     async fn mark_read(&self, room: &RoomId, user: &UserId) -> Result<MemberState> {
         let (room, user) = (room.clone(), user.clone());
         self.call(move |c| ops::mark_read(c, &room, &user)).await
+    }
+    async fn set_subscription_prefs(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        prefs: SubscriptionPrefs,
+    ) -> Result<Subscription> {
+        let (room, user) = (room.clone(), user.clone());
+        self.call(move |c| ops::set_subscription_prefs(c, &room, &user, &prefs)).await
+    }
+    async fn members_with_notify(&self, room: &RoomId, level: NotifyLevel, limit: usize) -> Result<Vec<Subscription>> {
+        let room = room.clone();
+        self.call(move |c| ops::members_with_notify(c, &room, level, limit)).await
     }
 
     async fn insert_message(&self, new: NewMessage) -> Result<Created<Message>> {

@@ -4,13 +4,15 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::rows::{self, i, to_json, MSG_COLS, ROOM_COLS, SESSION_COLS, SUB_COLS, USER_COLS};
+use super::rows::{self, i, to_json, MSG_COLS, ROOM_COLS, SESSION_COLS, SUB_COLS, SUB_COL_COUNT, USER_COLS};
 use crate::ids::{now_ms, MessageId, Millis, RoomId, SessionId, UserId};
 use crate::limits::{page, MAX_LIST_PAGE, MAX_MESSAGE_CHARS, MAX_SEARCH_QUERY_CHARS, MAX_SEARCH_RESULTS};
 use crate::message::{Message, NewMessage};
 use crate::permissions::Permission;
 use crate::roles::{validate_global_roles, validate_room_roles, Role};
-use crate::room::{check_owner_handover, creator_roles, NewRoom, Room, RoomPatch, Subscription};
+use crate::room::{
+    check_owner_handover, creator_roles, NewRoom, NotifyLevel, Room, RoomPatch, Subscription, SubscriptionPrefs,
+};
 use crate::store::{
     quoted_terms, Created, MemberState, NewSession, Page, SearchQuery, Session, SessionKind, SubscriptionDelta,
 };
@@ -610,10 +612,60 @@ pub fn list_members(
     rows.collect::<rusqlite::Result<_>>().ctx("list_members")
 }
 
+pub fn set_subscription_prefs(
+    conn: &mut Connection,
+    room: &RoomId,
+    user: &UserId,
+    prefs: &SubscriptionPrefs,
+) -> Result<Subscription> {
+    const OP: &str = "set_subscription_prefs";
+    let tx = tx(conn, OP)?;
+    let mut sub = get_subscription(&tx, room, user)?.ok_or_else(|| ChatError::not_found("subscription"))?;
+    if !prefs.apply(&mut sub) {
+        return Ok(sub);
+    }
+    sub.updated_at = now_ms();
+    tx.execute(
+        "UPDATE subscriptions SET notify = ?3, open = ?4, favorite = ?5, disable_notifications = ?6, \
+         mute_group_mentions = ?7, updated_at = ?8 WHERE rid = ?1 AND uid = ?2",
+        params![
+            room.as_str(),
+            user.as_str(),
+            sub.notify.as_str(),
+            sub.open,
+            sub.favorite,
+            sub.disable_notifications,
+            sub.mute_group_mentions,
+            sub.updated_at
+        ],
+    )
+    .ctx(OP)?;
+    tx.commit().ctx(OP)?;
+    Ok(sub)
+}
+
+pub fn members_with_notify(
+    conn: &Connection,
+    room: &RoomId,
+    level: NotifyLevel,
+    limit: usize,
+) -> Result<Vec<Subscription>> {
+    let mut st = conn
+        .prepare(&format!("SELECT {SUB_COLS} FROM subscriptions WHERE rid = ?1 AND notify = ?2 ORDER BY uid LIMIT ?3"))
+        .ctx("members_with_notify")?;
+    let rows = st
+        .query_map(
+            params![room.as_str(), level.as_str(), i(page(Some(limit), MAX_LIST_PAGE) as u64)],
+            rows::subscription,
+        )
+        .ctx("members_with_notify")?;
+    rows.collect::<rusqlite::Result<_>>().ctx("members_with_notify")
+}
+
 fn member_state(row: &rusqlite::Row<'_>) -> rusqlite::Result<MemberState> {
     let subscription = rows::subscription_at(row, 0)?;
-    let msg: i64 = row.get(15)?;
-    let root: i64 = row.get(16)?;
+    let msg: i64 = row.get(SUB_COL_COUNT)?;
+    let root: i64 = row.get(SUB_COL_COUNT + 1)?;
     Ok(MemberState {
         subscription,
         counters: crate::unread::RoomCounters {

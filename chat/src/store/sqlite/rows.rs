@@ -22,7 +22,10 @@ pub const ROOM_COLS: &str = "rooms.id, rooms.t, rooms.name, rooms.fname, rooms.t
 pub const SUB_COLS: &str = "subscriptions.rid, subscriptions.uid, subscriptions.username, subscriptions.t, \
     subscriptions.roles, subscriptions.joined_at, subscriptions.open, subscriptions.read_msg_count, \
     subscriptions.read_root_count, subscriptions.last_read_seq, subscriptions.user_mentions, \
-    subscriptions.group_mentions, subscriptions.favorite, subscriptions.notify, subscriptions.updated_at";
+    subscriptions.group_mentions, subscriptions.favorite, subscriptions.notify, subscriptions.updated_at, \
+    subscriptions.disable_notifications, subscriptions.mute_group_mentions";
+/// Columns in [`SUB_COLS`]; what a query selects after them starts at this index.
+pub const SUB_COL_COUNT: usize = 17;
 pub const MSG_COLS: &str = "m.id, m.rid, m.seq, m.author_id, m.author_username, m.author_name, m.msg, m.t, m.ts, \
     m.updated_at, m.edited_at, m.edited_by, m.tmid, m.tshow, m.timeline, m.tcount, m.tlm, m.replies, m.mentions, \
     m.group_mention, m.reactions, m.pinned, m.pinned_at, m.pinned_by, m.attachments, m.client_msg_id, m.deleted_at";
@@ -129,6 +132,8 @@ pub fn subscription_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Subscription
         favorite: row.get(o + 12)?,
         notify: NotifyLevel::parse(&notify).ok_or_else(|| bad(o + 13, "notify level"))?,
         updated_at: row.get(o + 14)?,
+        disable_notifications: row.get(o + 15)?,
+        mute_group_mentions: row.get(o + 16)?,
     })
 }
 

@@ -12,7 +12,8 @@ use rusqlite::Connection;
 use crate::{ChatError, Result};
 
 /// Migration `i` brings the database from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     username TEXT NOT NULL,
@@ -161,7 +162,13 @@ CREATE TABLE trash (
     deleted_at INTEGER NOT NULL
 );
 CREATE INDEX trash_user ON trash(collection, uid, deleted_at);
-"#];
+"#,
+    // 2: per-room notification preferences beside `notify` (RC `disableNotifications`, `muteGroupMentions`).
+    r#"
+ALTER TABLE subscriptions ADD COLUMN disable_notifications INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN mute_group_mentions INTEGER NOT NULL DEFAULT 0;
+"#,
+];
 
 /// Applies the pending migrations; refuses a database written by a newer version.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
