@@ -245,7 +245,15 @@ impl Service {
             password: password.to_owned(),
             roles: Some(vec![Role::Admin, Role::User]),
         };
-        Ok((self.insert_user(input).await?, true))
+        match self.insert_user(input).await {
+            Ok(user) => Ok((user, true)),
+            // Another frontend on the same store created it in the meantime (both started at once).
+            Err(ChatError::Conflict { .. }) => match self.store.user_by_username(username).await? {
+                Some(user) if user.roles.contains(&Role::Admin) => Ok((user, false)),
+                _ => Err(ChatError::Conflict { what: "username (exists and is not an admin)" }),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     async fn insert_user(&self, input: UserInput) -> Result<User> {

@@ -115,7 +115,7 @@ export function httpGet(port, urlPath, timeoutMs = 1_000) {
  * Poll `probe()` until it returns a truthy value; throw with the last
  * observation (and `context()`) after `ms`.
  */
-async function pollUntil(probe, ms, what, context = () => '') {
+export async function pollUntil(probe, ms, what, context = () => '') {
   const deadline = Date.now() + ms;
   let last = '(never probed)';
   for (;;) {

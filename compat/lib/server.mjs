@@ -100,6 +100,8 @@ export class ManagedProcess {
     this.child = null;
     this.exit = null; // {code, signal} once exited
     this.ports = null;
+    // Extra environment variables for this process only (e.g. a password read from the environment).
+    this.extraEnv = {};
   }
 
   /** Subclasses: the argument list, given the ports file path. */
@@ -135,7 +137,7 @@ export class ManagedProcess {
 
     const child = spawn(this.bin, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: childEnv(),
+      env: { ...childEnv(), ...this.extraEnv },
     });
     this.child = child;
     live.add(child);
@@ -235,6 +237,7 @@ export class ManagedProcess {
  *   pingIntervalMs, pingTimeoutMs
  *   nodeId, stateServer, clusterKey   cluster mode: --id, --state-server, --cluster-key
  *   extraArgs          appended verbatim
+ *   env                extra environment variables for this process
  */
 export class FrontendServer extends ManagedProcess {
   constructor(options = {}) {
@@ -251,8 +254,10 @@ export class FrontendServer extends ManagedProcess {
       stateServer: undefined,
       clusterKey: undefined,
       extraArgs: [],
+      env: {},
       ...options,
     };
+    this.extraEnv = { ...this.options.env };
     if (this.options.nodeId) this.label = `${this.options.nodeId}#${this.id}`;
   }
 

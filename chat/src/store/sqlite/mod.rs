@@ -93,8 +93,10 @@ impl SqliteStore {
 
 fn open_connection(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path).map_err(|e| ChatError::storage("open", e))?;
+    // The busy timeout first: switching a new file to WAL needs a lock another process opening the same
+    // file may hold for a moment.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )
     .map_err(|e| ChatError::storage("open", e))?;
     schema::migrate(&mut conn)?;
@@ -333,5 +335,37 @@ impl Store for SqliteStore {
     async fn set_setting(&self, key: &str, value: serde_json::Value) -> Result<()> {
         let key = key.to_owned();
         self.call(move |c| ops::set_setting(c, &key, &value)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user::UserKind;
+
+    /// Two frontends sharing one store may start at the same moment: every opener of a fresh file must
+    /// come up (one migrates, the others wait for its lock and find the schema there), and they see
+    /// each other's writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_openers_of_one_fresh_file_all_come_up_and_share_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let opens: Vec<_> = (0..4).map(|_| tokio::spawn(SqliteStore::open(path.clone()))).collect();
+        let mut stores = Vec::new();
+        for open in opens {
+            stores.push(open.await.unwrap().expect("every opener comes up"));
+        }
+        let new = NewUser {
+            username: "shared".into(),
+            name: "Shared".into(),
+            email: None,
+            kind: UserKind::User,
+            roles: vec![Role::User],
+            password_hash: None,
+        };
+        let user = stores[0].create_user(new).await.unwrap();
+        for s in &stores[1..] {
+            assert_eq!(s.user_by_username("shared").await.unwrap().map(|u| u.id), Some(user.id.clone()));
+        }
     }
 }

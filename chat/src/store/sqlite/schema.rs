@@ -171,23 +171,33 @@ ALTER TABLE subscriptions ADD COLUMN mute_group_mentions INTEGER NOT NULL DEFAUL
 ];
 
 /// Applies the pending migrations; refuses a database written by a newer version.
+///
+/// Several processes may open the same file at the same moment (two frontends sharing one store, both
+/// started at once). Each step therefore takes the write lock first (`BEGIN IMMEDIATE`, waiting up to
+/// the connection's busy timeout) and reads the version under that lock: the process that waits finds
+/// the migration done and moves on, instead of running it a second time ("table already exists").
 pub fn migrate(conn: &mut Connection) -> Result<()> {
-    let current: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .map_err(|e| ChatError::storage("migrate", e))?
-        .try_into()
-        .map_err(|_| ChatError::invalid("database", "negative schema version"))?;
-    if current > MIGRATIONS.len() {
-        return Err(ChatError::invalid("database", "written by a newer version of this program"));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction().map_err(|e| ChatError::storage("migrate", e))?;
+    loop {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| ChatError::storage("migrate", e))?;
+        let current: usize = tx
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| ChatError::storage("migrate", e))?
+            .try_into()
+            .map_err(|_| ChatError::invalid("database", "negative schema version"))?;
+        if current > MIGRATIONS.len() {
+            return Err(ChatError::invalid("database", "written by a newer version of this program"));
+        }
+        // Each pass applies one migration and raises the version, so the loop ends after at most
+        // `MIGRATIONS.len()` passes.
+        let Some(sql) = MIGRATIONS.get(current) else { return Ok(()) };
         tx.execute_batch(sql).map_err(|e| ChatError::storage("migrate", e))?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(|e| ChatError::storage("migrate", e))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", current + 1))
+            .map_err(|e| ChatError::storage("migrate", e))?;
         tx.commit().map_err(|e| ChatError::storage("migrate", e))?;
-        tracing::info!(version = i + 1, "chat store migrated");
+        tracing::info!(version = current + 1, "chat store migrated");
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,382 @@
+// Chat scenarios with real socketcluster-client users on two frontends of a
+// cluster (state server, two brokers, two frontends sharing one SQLite file;
+// lib/chat.mjs). alice is on frontend 1, bob and carol on frontend 2, so
+// every live event between alice and bob crosses a broker, and every read of
+// what the other wrote goes through the shared store.
+//
+// One cluster serves the whole file; each scenario makes its own rooms, and
+// the kill scenario brings its frontend back before it ends.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ADMIN_USERNAME, ChatClient, ChatCluster, RECONNECT_WAIT_MS, WAIT_MS, roomChannel, userChannel, userMessages } from '../lib/chat.mjs';
+
+const PASSWORD = 'correct horse battery staple';
+
+let cluster;
+const clients = [];
+const users = {};
+
+function client(name, ports) {
+  const c = new ChatClient(name, ports);
+  clients.push(c);
+  return c;
+}
+
+async function dumpOnFailure(name, fn) {
+  try {
+    await fn();
+  } catch (err) {
+    const parts = [`\n===== chat scenario '${name}' failed: ${err && err.stack ? err.stack : err}`];
+    for (const c of clients) parts.push(`----- ${c.summary()}`);
+    if (cluster) parts.push(cluster.logText());
+    process.stderr.write(`${parts.join('\n')}\n`);
+    throw err;
+  }
+}
+
+/** A test of this file: the cluster's and clients' logs are printed when it fails. */
+function scenario(name, fn, { timeout = 60_000 } = {}) {
+  test(name, { timeout }, () => dumpOnFailure(name, fn));
+}
+
+/** `who` sends each text in turn into `rid`; resolves with the stored messages. */
+async function send(who, rid, texts) {
+  const sent = [];
+  for (const msg of texts) {
+    const { message, created } = await who.invoke('sendMessage', { rid, msg });
+    assert.equal(created, true, `${who.name}'s '${msg}' should be stored as a new message`);
+    assert.equal(message.msg, msg);
+    sent.push(message);
+  }
+  return sent;
+}
+
+/** The `message.new` events a client received on a room's channel, in arrival order. */
+const newMessages = (who, rid) => who.received(roomChannel(rid)).filter((e) => e.type === 'message.new');
+
+/**
+ * `who` has received exactly `expected` (stored messages) on room/<rid> as
+ * message.new events: each once, in order of `seq`, with the text and author
+ * that were stored.
+ */
+async function assertTimeline(who, rid, expected, what) {
+  const last = expected[expected.length - 1];
+  await who.waitEvent(roomChannel(rid), (e) => e.type === 'message.new' && e.seq === last.seq, `${what}: seq ${last.seq}`);
+  const got = newMessages(who, rid).filter((e) => e.message.t == null);
+  assert.deepEqual(
+    got.map((e) => [e.seq, e.message.u.username, e.message.msg]),
+    expected.map((m) => [m.seq, m.u.username, m.msg]),
+    `${who.name} on ${roomChannel(rid)} (${what}): every message once, in seq order`
+  );
+  for (const e of got) {
+    assert.equal(e.rid, rid);
+    assert.equal(e.id, e.message.id);
+  }
+}
+
+/** A conversation: alice and bob alternate `rounds` times in `rid`; both must see all of it, in order. */
+async function converse(alice, bob, rid, label, rounds = 3) {
+  const sent = [];
+  for (let i = 1; i <= rounds; i++) {
+    sent.push(...(await send(alice, rid, [`${label}: alice says ${i}`])));
+    sent.push(...(await send(bob, rid, [`${label}: bob answers ${i}`])));
+  }
+  const seqs = sent.map((m) => m.seq);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `${label}: seq grows with each send`);
+  assert.equal(new Set(seqs).size, seqs.length, `${label}: every message has its own seq`);
+  await assertTimeline(alice, rid, sent, label);
+  await assertTimeline(bob, rid, sent, label);
+  return sent;
+}
+
+/** bob's subscription to `rid` as subscriptions.get reports it. */
+async function subscriptionOf(who, rid) {
+  const { update } = await who.invoke('subscriptions.get', {});
+  const s = update.find((x) => x.rid === rid);
+  assert.ok(s, `${who.name} should have a subscription to ${rid}; has ${JSON.stringify(update.map((x) => x.rid))}`);
+  return s;
+}
+
+/** The error a non-member gets must be the one for a room that does not exist. */
+function assertLooksNotFound(err, unknown, what) {
+  assert.equal(err.error, 'error-not-found', `${what}: ${JSON.stringify(err)}`);
+  assert.equal(err.name, unknown.name, `${what}: same error name as for an unknown room`);
+  assert.equal(err.message, unknown.message, `${what}: same message as for an unknown room`);
+  assert.equal(err.error, unknown.error, `${what}: same error id as for an unknown room`);
+}
+
+const UNKNOWN_RID = 'NoSuchRoom0000000';
+
+describe('chat scenarios: socketcluster-client users on two frontends sharing one SQLite store', { timeout: 300_000 }, () => {
+  let alice;
+  let bob;
+  let carol;
+
+  before(async () => {
+    await dumpOnFailure('cluster start', async () => {
+      cluster = new ChatCluster();
+      await cluster.start();
+      const [p1, p2] = cluster.ports;
+      const admin = await client('admin (frontend 1)', [p1]).connect();
+      await admin.login(ADMIN_USERNAME, cluster.adminPassword);
+      for (const name of ['alice', 'bob', 'carol']) {
+        const { user } = await admin.invoke('createUser', { username: name, password: PASSWORD, name: name[0].toUpperCase() + name.slice(1) });
+        assert.equal(user.username, name);
+        users[name] = user;
+      }
+      alice = await client('alice (frontend 1)', [p1]).connect();
+      // bob may fail over: frontend 2 first, then frontend 1.
+      bob = await client('bob (frontend 2)', [p2, p1]).connect();
+      carol = await client('carol (frontend 2)', [p2]).connect();
+      await alice.login('alice', PASSWORD);
+      await bob.login('bob', PASSWORD);
+      await carol.login('carol', PASSWORD);
+      for (const c of [alice, bob, carol]) {
+        assert.equal(c.user.username, c.username);
+        await c.subscribe(userChannel(c.uid));
+      }
+    });
+  });
+
+  after(async () => {
+    for (const c of clients) c.close();
+    if (cluster) await cluster.stop().catch(() => cluster.kill());
+  });
+
+  scenario('a conversation in a public channel across the two frontends', async () => {
+    const { room } = await alice.invoke('createChannel', { name: 'general' });
+    assert.equal(room.t, 'c');
+    await alice.subscribe(roomChannel(room.id));
+    // bob finds the channel through the shared store and joins it from the other frontend.
+    const { subscription } = await bob.invoke('joinRoom', { rid: room.id });
+    assert.equal(subscription.rid, room.id);
+    await bob.subscribe(roomChannel(room.id));
+    await converse(alice, bob, room.id, 'general');
+  });
+
+  scenario('a conversation in a private group', async () => {
+    const { room } = await alice.invoke('createPrivateGroup', { name: 'secret-plans', members: ['bob'] });
+    assert.equal(room.t, 'p');
+    // bob was added at creation: he learns it on his user channel, on the other frontend.
+    const added = await bob.waitEvent(
+      userChannel(bob.uid),
+      (e) => e.type === 'subscription.changed' && e.action === 'inserted' && e.rid === room.id,
+      'subscription.changed inserted for the new group'
+    );
+    assert.equal(added.room.t, 'p');
+    await alice.subscribe(roomChannel(room.id));
+    await bob.subscribe(roomChannel(room.id));
+    await converse(alice, bob, room.id, 'group');
+  });
+
+  scenario('a conversation in a direct message', async () => {
+    const { room } = await alice.invoke('createDirectMessage', { usernames: ['bob'] });
+    assert.equal(room.t, 'd');
+    const again = await bob.invoke('createDirectMessage', { usernames: ['alice'] });
+    assert.equal(again.room.id, room.id, 'bob opening a DM with alice gets the same room');
+    await alice.subscribe(roomChannel(room.id));
+    await bob.subscribe(roomChannel(room.id));
+    const sent = await converse(alice, bob, room.id, 'dm', 2);
+    // A DM peer is notified on his user channel.
+    const note = await bob.waitEvent(
+      userChannel(bob.uid),
+      (e) => e.type === 'notification' && e.rid === room.id && e.seq === sent[0].seq,
+      "notification for alice's first DM"
+    );
+    assert.equal(note.sender.username, 'alice');
+  });
+
+  scenario('edit and delete are seen by the other user, and history shows them', async () => {
+    const { room } = await alice.invoke('createChannel', { name: 'edits', members: ['bob'] });
+    await alice.subscribe(roomChannel(room.id));
+    await bob.subscribe(roomChannel(room.id));
+    const [fromAlice] = await send(alice, room.id, ['helo bob']);
+    const [fromBob] = await send(bob, room.id, ['this one will go']);
+    await assertTimeline(bob, room.id, [fromAlice, fromBob], 'before edit');
+
+    const { message: edited } = await alice.invoke('updateMessage', { msgId: fromAlice.id, msg: 'hello bob' });
+    assert.equal(edited.msg, 'hello bob');
+    const upd = await bob.waitEvent(roomChannel(room.id), (e) => e.type === 'message.updated' && e.id === fromAlice.id, 'message.updated');
+    assert.equal(upd.msg, 'hello bob');
+    assert.equal(upd.seq, fromAlice.seq, 'an edit keeps the seq');
+    assert.equal(upd.editedBy, alice.uid, 'edited by alice');
+
+    const del = await bob.invoke('deleteMessage', { msgId: fromBob.id });
+    assert.equal(del.seq, fromBob.seq);
+    const gone = await alice.waitEvent(roomChannel(room.id), (e) => e.type === 'message.deleted' && e.id === fromBob.id, 'message.deleted');
+    assert.equal(gone.seq, fromBob.seq, 'a delete keeps the seq');
+
+    // bob cannot edit alice's message (a plain member); the error is a clear refusal.
+    const refused = await bob.invokeError('updateMessage', { msgId: fromAlice.id, msg: 'hijacked' });
+    assert.equal(refused.error, 'error-not-allowed');
+
+    for (const who of [alice, bob]) {
+      const { messages } = await who.invoke('loadHistory', { rid: room.id });
+      const a = messages.find((m) => m.id === fromAlice.id);
+      const b = messages.find((m) => m.id === fromBob.id);
+      assert.equal(a.msg, 'hello bob', `${who.name}: the edit is stored`);
+      assert.ok(a.editedAt, `${who.name}: editedAt is set`);
+      assert.equal(b.t, 'rm', `${who.name}: the deleted message is a tombstone`);
+      assert.equal(b.msg, '', `${who.name}: the tombstone has no text`);
+      assert.equal(b.seq, fromBob.seq);
+    }
+  });
+
+  scenario('history pages by seq, and catch-up returns what was missed', async () => {
+    const { room } = await alice.invoke('createChannel', { name: 'history', members: ['bob'] });
+    const sent = await send(alice, room.id, Array.from({ length: 25 }, (_, i) => `line ${i + 1}`));
+    // bob, on the other frontend, pages backwards 10 at a time until the start.
+    const pages = [];
+    let before;
+    for (let i = 0; i < 10; i++) {
+      const { messages } = await bob.invoke('loadHistory', { rid: room.id, limit: 10, ...(before ? { before } : {}) });
+      if (!messages.length) break;
+      const seqs = messages.map((m) => m.seq);
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'a page is ascending by seq');
+      if (before) assert.ok(seqs[seqs.length - 1] < before, `page before ${before} ends below it: ${seqs}`);
+      assert.ok(messages.length <= 10, `page of at most 10, got ${messages.length}`);
+      pages.push(messages);
+      before = seqs[0];
+    }
+    assert.equal(pages[0].length, 10, 'the first page is full');
+    assert.deepEqual(
+      userMessages(pages[0]).map((m) => m.msg),
+      sent.slice(-10).map((m) => m.msg),
+      'the first page is the newest 10'
+    );
+    const all = pages.reverse().flat();
+    const seqs = all.map((m) => m.seq);
+    assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => seqs[0] + i), 'pages join with no gap and no overlap');
+    assert.deepEqual(
+      userMessages(all).map((m) => [m.seq, m.msg]),
+      sent.map((m) => [m.seq, m.msg]),
+      'paging back to the start gives every message once'
+    );
+
+    // Catch-up: bob saw up to line 20; lines 21-25 are what he missed.
+    const lastSeen = sent[19].seq;
+    const sync = await bob.invoke('syncMessages', { rid: room.id, afterSeq: lastSeen });
+    assert.equal(sync.reset, false);
+    assert.deepEqual(
+      sync.messages.map((m) => [m.seq, m.msg]),
+      sent.slice(20).map((m) => [m.seq, m.msg]),
+      'syncMessages after the last seen seq'
+    );
+  });
+
+  scenario('unread counts go up for bob while he is away and back to zero after readMessages', async () => {
+    const { room } = await alice.invoke('createChannel', { name: 'standup', members: ['bob'] });
+    const start = await subscriptionOf(bob, room.id);
+    assert.deepEqual([start.unread, start.userMentions, start.alert], [0, 0, false], 'nothing unread after being added');
+    // bob is not in the room (not subscribed to its channel, reading nothing) while alice posts.
+    const sent = await send(alice, room.id, ['yesterday: shipped it', 'today: @bob please review', 'blockers: none']);
+    const mention = await bob.waitEvent(
+      userChannel(bob.uid),
+      (e) => e.type === 'notification' && e.rid === room.id && e.seq === sent[1].seq,
+      'notification of the @bob mention'
+    );
+    assert.equal(mention.sender.username, 'alice');
+    const away = await subscriptionOf(bob, room.id);
+    assert.deepEqual([away.unread, away.userMentions, away.alert], [3, 1, true], `bob's unread while away: ${JSON.stringify(away)}`);
+    assert.equal(away.lastSeq, sent[2].seq);
+    const own = await subscriptionOf(alice, room.id);
+    assert.equal(own.unread, 0, "alice's own messages are not unread for her");
+
+    const one = await send(alice, room.id, ['one more']);
+    assert.equal((await subscriptionOf(bob, room.id)).unread, 4, 'unread goes up with each message');
+
+    const { subscription } = await bob.invoke('readMessages', { rid: room.id });
+    assert.equal(subscription.unread, 0);
+    const back = await subscriptionOf(bob, room.id);
+    assert.deepEqual([back.unread, back.userMentions, back.alert], [0, 0, false], 'read: back to zero');
+    assert.equal(back.lastSeq, one[0].seq);
+    // …and alice, on the other frontend, sees the same store.
+    assert.equal((await subscriptionOf(alice, room.id)).unread, 0);
+  });
+
+  scenario('a non-member can neither subscribe to a private group nor load its history: it looks not found', async () => {
+    const { room } = await alice.invoke('createPrivateGroup', { name: 'inner-circle', members: ['bob'] });
+    await send(alice, room.id, ['carol must not read this']);
+
+    const unknownSub = await carol.subscribeRefused(roomChannel(UNKNOWN_RID));
+    const refusedSub = await carol.subscribeRefused(roomChannel(room.id));
+    assertLooksNotFound(refusedSub, unknownSub, 'subscribe to the group channel');
+    const unknownHist = await carol.invokeError('loadHistory', { rid: UNKNOWN_RID });
+    const refusedHist = await carol.invokeError('loadHistory', { rid: room.id });
+    assertLooksNotFound(refusedHist, unknownHist, 'loadHistory of the group');
+    const refusedSync = await carol.invokeError('syncMessages', { rid: room.id, afterSeq: 0 });
+    assertLooksNotFound(refusedSync, await carol.invokeError('syncMessages', { rid: UNKNOWN_RID, afterSeq: 0 }), 'syncMessages');
+    const refusedInfo = await carol.invokeError('getRoomInfo', { rid: room.id });
+    assertLooksNotFound(refusedInfo, await carol.invokeError('getRoomInfo', { rid: UNKNOWN_RID }), 'getRoomInfo');
+    // A member on the same frontend as carol reads it.
+    const { messages } = await bob.invoke('loadHistory', { rid: room.id });
+    assert.deepEqual(userMessages(messages).map((m) => m.msg), ['carol must not read this']);
+    // carol cannot listen on bob's user channel either.
+    const other = await carol.subscribeRefused(userChannel(bob.uid));
+    assert.ok(other && other.error, `refusal of another user's channel: ${JSON.stringify(other)}`);
+  });
+
+  scenario(
+    "bob's frontend is killed mid-conversation: he reconnects to the other one and catches up by seq with nothing missing",
+    async () => {
+      const { room } = await alice.invoke('createChannel', { name: 'failover', members: ['bob'] });
+      const channel = roomChannel(room.id);
+      await alice.subscribe(channel);
+      const bobRoom = await bob.subscribe(channel);
+      const before = await converse(alice, bob, room.id, 'failover', 2);
+      const [toEdit, toDelete] = before;
+      const lastSeen = Math.max(...newMessages(bob, room.id).map((e) => e.seq));
+      const lastSeenAt = Math.max(...newMessages(bob, room.id).map((e) => e.message.updatedAt));
+      const oldId = bob.socket.id;
+      const bobPort = bob.port;
+      assert.equal(bobPort, cluster.ports[1], 'bob is on frontend 2');
+
+      const exit = await cluster.killFrontend(1);
+      assert.equal(exit.signal, 'SIGKILL');
+      await bob.ev.close.next(WAIT_MS, "bob's connection to the killed frontend to close");
+
+      // The conversation goes on without him: new messages, an edit and a delete of older ones.
+      const missed = await send(alice, room.id, ['are you there?', 'frontend 2 is gone', 'you will catch up']);
+      await alice.invoke('updateMessage', { msgId: toEdit.id, msg: 'failover: alice says 1 (edited)' });
+      await alice.invoke('deleteMessage', { msgId: toDelete.id });
+
+      // bob's client reconnects by itself, to frontend 1, with the same token, and resubscribes.
+      const status = await bob.ev.connect.next(RECONNECT_WAIT_MS, "bob's reconnect (second 'connect')");
+      assert.equal(bob.port, cluster.ports[0], 'bob reconnected to frontend 1');
+      assert.notEqual(bob.socket.id, oldId);
+      assert.equal(status.isAuthenticated, true, 'the socket token is accepted by the other frontend');
+      await bobRoom.subscribed.waitForCount(2, RECONNECT_WAIT_MS, 'bob to resubscribe to the room by himself');
+      assert.equal(bob.ev.subscribeFail.count, 0, `resubscription refused: ${JSON.stringify(bob.ev.subscribeFail.items)}`);
+
+      // Catch-up from the last seq he saw: exactly the messages he missed, in order.
+      const sync = await bob.invoke('syncMessages', { rid: room.id, afterSeq: lastSeen, updatedSince: lastSeenAt + 1 });
+      assert.equal(sync.reset, false);
+      assert.deepEqual(
+        sync.messages.map((m) => [m.seq, m.msg]),
+        missed.map((m) => [m.seq, m.msg]),
+        'syncMessages gives exactly the messages sent while bob was away'
+      );
+      assert.equal(missed[0].seq, lastSeen + 1, 'nothing between what he saw and what he missed');
+      assert.deepEqual(sync.updated.map((m) => [m.id, m.msg]), [[toEdit.id, 'failover: alice says 1 (edited)']], 'the edit made while away');
+      assert.deepEqual(sync.deleted.map((m) => [m.id, m.t]), [[toDelete.id, 'rm']], 'the delete made while away');
+      const known = new Set([...newMessages(bob, room.id).map((e) => e.seq), ...sync.messages.map((m) => m.seq)]);
+      const top = missed[missed.length - 1].seq;
+      for (let s = before[0].seq; s <= top; s++) assert.ok(known.has(s), `bob has seq ${s} (live or caught up)`);
+
+      // Live again, through frontend 1 now: both ways.
+      const [afterAlice] = await send(alice, room.id, ['welcome back']);
+      await bob.waitEvent(channel, (e) => e.type === 'message.new' && e.seq === afterAlice.seq, 'live message after the reconnect');
+      const [afterBob] = await send(bob, room.id, ['thanks, caught up']);
+      await alice.waitEvent(channel, (e) => e.type === 'message.new' && e.seq === afterBob.seq, "bob's message after his reconnect");
+      const live = newMessages(bob, room.id).map((e) => e.seq);
+      assert.equal(new Set(live).size, live.length, `bob got no event twice: ${live}`);
+
+      // Frontend 2 comes back on its port with the same store; carol (whose only frontend it was) reconnects.
+      await cluster.restartFrontend(1);
+      await carol.ev.connect.waitForCount(2, RECONNECT_WAIT_MS, 'carol to reconnect to the restarted frontend 2');
+      const { messages } = await carol.invoke('loadHistory', { rid: room.id });
+      assert.equal(messages[messages.length - 1].seq, afterBob.seq, 'the restarted frontend reads the same store');
+    },
+    { timeout: 90_000 }
+  );
+});
