@@ -8,6 +8,7 @@
 // the kill scenario brings its frontend back before it ends.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ADMIN_USERNAME, ChatClient, ChatCluster, RECONNECT_WAIT_MS, WAIT_MS, roomChannel, userChannel, userMessages } from '../lib/chat.mjs';
 
 const PASSWORD = 'correct horse battery staple';
@@ -39,13 +40,34 @@ function scenario(name, fn, { timeout = 60_000 } = {}) {
   test(name, { timeout }, () => dumpOnFailure(name, fn));
 }
 
-/** `who` sends each text in turn into `rid`; resolves with the stored messages. */
-async function send(who, rid, texts) {
+let clientMsgSerial = 0;
+/** Longest a sender waits out the message rate limit (5/s, burst 10) before giving up. */
+const MAX_RATE_WAIT_MS = 3_000;
+
+/**
+ * `who` sends each text in turn into `rid`, as a client does: with a client
+ * message id, and when the server says `error-too-many-requests` it waits
+ * `retryAfterMs` and sends again (a few times at most). Resolves with the
+ * stored messages.
+ */
+async function send(who, rid, texts, extra = {}) {
   const sent = [];
   for (const msg of texts) {
-    const { message, created } = await who.invoke('sendMessage', { rid, msg });
+    const clientMsgId = `${who.username}-${++clientMsgSerial}`;
+    let reply;
+    for (let attempt = 0; !reply; attempt++) {
+      try {
+        reply = await who.invoke('sendMessage', { rid, msg, clientMsgId, ...extra });
+      } catch (err) {
+        if (err.error !== 'error-too-many-requests' || attempt >= 5) throw err;
+        assert.ok(err.retryAfterMs > 0 && err.retryAfterMs <= MAX_RATE_WAIT_MS, `retryAfterMs: ${JSON.stringify(err)}`);
+        await sleep(err.retryAfterMs);
+      }
+    }
+    const { message, created } = reply;
     assert.equal(created, true, `${who.name}'s '${msg}' should be stored as a new message`);
     assert.equal(message.msg, msg);
+    assert.equal(message.clientMsgId, clientMsgId);
     sent.push(message);
   }
   return sent;
