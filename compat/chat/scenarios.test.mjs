@@ -244,6 +244,90 @@ describe('chat scenarios: socketcluster-client users on two frontends sharing on
     }
   });
 
+  scenario('reactions: bob reacts on frontend 2, alice sees it live on frontend 1; toggling removes it', async () => {
+    const { room } = await alice.invoke('createChannel', { name: 'reactions', members: ['bob'] });
+    await alice.subscribe(roomChannel(room.id));
+    const [m] = await send(alice, room.id, ['we shipped!']);
+    const on = await bob.invoke('setReaction', { messageId: m.id, reaction: ':tada:' });
+    assert.deepEqual(on.message.reactions, { ':tada:': [bob.uid] });
+    const seen = await alice.waitEvent(roomChannel(room.id), (e) => e.type === 'message.updated' && e.id === m.id, 'reaction added');
+    assert.deepEqual(seen.reactions, { ':tada:': [bob.uid] });
+    assert.equal(seen.seq, m.seq);
+    await alice.invoke('setReaction', { messageId: m.id, reaction: ':tada:', shouldReact: true });
+    const both = await bob.invoke('loadHistory', { rid: room.id });
+    assert.deepEqual(userMessages(both.messages).find((x) => x.id === m.id).reactions, { ':tada:': [bob.uid, alice.uid] }, 'both reactions, in order');
+    // The same call again (no shouldReact) toggles bob's off.
+    await bob.invoke('setReaction', { messageId: m.id, reaction: ':tada:' });
+    const off = await alice.waitEvent(
+      roomChannel(room.id),
+      (e) => e.type === 'message.updated' && e.id === m.id && JSON.stringify(e.reactions) === JSON.stringify({ ':tada:': [alice.uid] }),
+      "bob's reaction removed"
+    );
+    assert.ok(off);
+  });
+
+  scenario('a thread: replies across frontends, off the main timeline, read back with getThreadMessages', async () => {
+    const { room } = await alice.invoke('createPrivateGroup', { name: 'threads', members: ['bob'] });
+    await alice.subscribe(roomChannel(room.id));
+    await bob.subscribe(roomChannel(room.id));
+    const [root] = await send(alice, room.id, ['should we upgrade sqlite?']);
+    const replies = [
+      ...(await send(bob, room.id, ['yes, for the fts fixes'], { tmid: root.id })),
+      ...(await send(alice, room.id, ['ok, I will do it'], { tmid: root.id })),
+      ...(await send(bob, room.id, ['thanks'], { tmid: root.id })),
+    ];
+    for (const r of replies) assert.equal(r.tmid, root.id);
+    // Live: every reply reaches the other side on the room's channel, marked with its thread.
+    await assertTimeline(alice, room.id, [root, ...replies], 'thread');
+    await assertTimeline(bob, room.id, [root, ...replies], 'thread');
+    assert.ok(newMessages(bob, room.id).filter((e) => e.message.tmid === root.id).length === 3);
+
+    for (const who of [alice, bob]) {
+      const { messages } = await who.invoke('getThreadMessages', { tmid: root.id });
+      assert.deepEqual(
+        messages.map((m) => [m.seq, m.u.username, m.msg]),
+        replies.map((m) => [m.seq, m.u.username, m.msg]),
+        `${who.name}: the thread's replies in seq order`
+      );
+      const after = await who.invoke('getThreadMessages', { tmid: root.id, afterSeq: replies[0].seq });
+      assert.deepEqual(after.messages.map((m) => m.seq), replies.slice(1).map((m) => m.seq), 'thread catch-up after a seq');
+      // The main timeline has the root, with its reply count, and not the replies.
+      const { messages: timeline } = await who.invoke('loadHistory', { rid: room.id });
+      const texts = userMessages(timeline).map((m) => m.msg);
+      assert.deepEqual(texts, [root.msg], `${who.name}: replies stay off the main timeline`);
+      assert.equal(userMessages(timeline)[0].tcount, 3, 'the root counts its replies');
+    }
+    // carol is not in the group: its thread does not exist for her.
+    const refused = await carol.invokeError('getThreadMessages', { tmid: root.id });
+    assert.equal(refused.error, 'error-not-found');
+  });
+
+  scenario('search finds what a member may read, across frontends, and nothing of rooms she is not in', async () => {
+    const word = `zebra${Date.now().toString(36)}`;
+    const { room: open } = await alice.invoke('createChannel', { name: 'search-open', members: ['bob'] });
+    const { room: closed } = await alice.invoke('createPrivateGroup', { name: 'search-closed', members: ['bob'] });
+    const [inOpen] = await send(alice, open.id, [`the ${word} crossed the road`]);
+    const [inClosed] = await send(alice, closed.id, [`a secret ${word} plan`]);
+    await send(alice, open.id, ['nothing to see here']);
+
+    // bob (frontend 2) finds both, written on frontend 1.
+    const { messages: bobs } = await bob.invoke('messageSearch', { text: word });
+    assert.deepEqual(bobs.map((m) => m.id).sort(), [inOpen.id, inClosed.id].sort(), 'bob finds the word in both his rooms');
+    const { messages: inRoom } = await bob.invoke('messageSearch', { text: word, rid: closed.id });
+    assert.deepEqual(inRoom.map((m) => m.id), [inClosed.id], 'search limited to one room');
+    // carol is in neither: nothing without rid, a preview of the public channel, and not-found for the group.
+    const { messages: carols } = await carol.invoke('messageSearch', { text: word });
+    assert.deepEqual(carols, [], 'carol finds nothing in rooms she is not in');
+    const { messages: preview } = await carol.invoke('messageSearch', { text: word, rid: open.id });
+    assert.deepEqual(preview.map((m) => m.id), [inOpen.id], 'a public channel can be previewed');
+    const refused = await carol.invokeError('messageSearch', { text: word, rid: closed.id });
+    assertLooksNotFound(refused, await carol.invokeError('messageSearch', { text: word, rid: UNKNOWN_RID }), 'search in the group');
+    // Deleted messages leave the index.
+    await alice.invoke('deleteMessage', { msgId: inOpen.id });
+    const { messages: afterDelete } = await bob.invoke('messageSearch', { text: word });
+    assert.deepEqual(afterDelete.map((m) => m.id), [inClosed.id], 'a deleted message is not found');
+  });
+
   scenario('history pages by seq, and catch-up returns what was missed', async () => {
     const { room } = await alice.invoke('createChannel', { name: 'history', members: ['bob'] });
     const sent = await send(alice, room.id, Array.from({ length: 25 }, (_, i) => `line ${i + 1}`));
