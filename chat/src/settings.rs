@@ -74,7 +74,9 @@ pub struct Settings {
     pub failed_logins_by_user: u32,
     #[serde(rename = "Block_Multiple_Failed_Logins_Time_To_Unblock_By_User_In_Minutes")]
     pub failed_logins_by_user_minutes: u32,
-    /// Failed logins from one address, whatever the username. 0 = no limit.
+    /// Failed logins from one address, whatever the username. 0 = no limit, the default: frontends see
+    /// the proxy's address when nginx or an Ingress is in front, and then this limit would be shared by
+    /// every user (RC's default, 50, assumes it sees client addresses). Set it where clients connect directly.
     #[serde(rename = "Block_Multiple_Failed_Logins_Attempts_Until_Block_By_Ip")]
     pub failed_logins_by_ip: u32,
     #[serde(rename = "Block_Multiple_Failed_Logins_Time_To_Unblock_By_Ip_In_Minutes")]
@@ -107,7 +109,7 @@ impl Default for Settings {
             message_rate_limit_burst: 10,
             failed_logins_by_user: 10,
             failed_logins_by_user_minutes: 15,
-            failed_logins_by_ip: 50,
+            failed_logins_by_ip: 0,
             failed_logins_by_ip_minutes: 15,
         }
     }

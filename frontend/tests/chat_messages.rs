@@ -218,6 +218,13 @@ async fn search_finds_words_only_in_rooms_the_caller_may_read() {
     assert!(found["messages"].as_array().unwrap().is_empty(), "OR is a required word, not an operator");
     let found = call(&mut carol.c, "messageSearch", json!({"text": "salary zebra"})).await;
     assert_eq!(texts(&found["messages"]), ["the zebra salary is secret"]);
+    // 30 searches a minute: carol has used 2; the 29th after them is refused.
+    for _ in 0..28 {
+        call(&mut carol.c, "messageSearch", json!({"text": "zebra"})).await;
+    }
+    let e = call_err(&mut carol.c, "messageSearch", json!({"text": "zebra"})).await;
+    assert_eq!(e["error"], "error-too-many-requests");
+    assert!(e["retryAfterMs"].as_u64().unwrap() <= 2_000, "one search every 2 s: {e}");
 }
 
 #[tokio::test]
@@ -289,8 +296,17 @@ async fn repeated_failed_logins_are_blocked_even_with_the_right_password() {
     let e = call_err(&mut c, "login", json!({"user": "alice", "password": PW})).await;
     assert_eq!(e["error"], "error-too-many-requests");
     assert!(e["retryAfterMs"].as_u64().unwrap() > 1_000, "{e}");
-    // Another account from the same address is not affected.
+    // Another account from the same address is not affected (the per-address limit is off by default).
     call(&mut c, "login", json!({"user": "root", "password": PW})).await;
+
+    // With a per-address limit, a spray over many usernames blocks the address for every account.
+    svc.set_setting_as_operator("Block_Multiple_Failed_Logins_Attempts_Until_Block_By_Ip", json!(4)).await.unwrap();
+    for i in 0..4 {
+        let e = call_err(&mut c, "login", json!({"user": format!("guess{i}"), "password": "wrong password"})).await;
+        assert_eq!(e["error"], "error-unauthorized");
+    }
+    let e = call_err(&mut c, "login", json!({"user": "root", "password": PW})).await;
+    assert_eq!(e["error"], "error-too-many-requests");
 }
 
 /// Publishes the next marker on `marker`, after everything the previous calls published.

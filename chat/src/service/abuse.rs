@@ -1,5 +1,6 @@
 //! The rate limits of §7.1 the service enforces itself, so every surface (socket RPCs, REST) gets them:
-//! messages per user (`Message_RateLimit_*`, bypassed by `send-many-messages`), and failed logins per
+//! messages per user (`Message_RateLimit_*`, bypassed by `send-many-messages`), searches per user
+//! ([`SEARCH_RATE`], bypassed by `api-bypass-rate-limit`), and failed logins per
 //! username and address and per address (`Block_Multiple_Failed_Logins_*`). A breach is
 //! [`ChatError::TooManyRequests`] with the wait in milliseconds, and nothing is stored.
 //!
@@ -21,11 +22,15 @@ use crate::{ChatError, Result};
 
 /// Users, usernames or addresses tracked per limiter at most (see [`KeyedLimiter::take`]).
 pub const MAX_TRACKED_KEYS: usize = 100_000;
+/// §7.1: searches per user, 30 a minute (full-text queries are the most expensive reads, and a scraper's
+/// tool).
+pub const SEARCH_RATE: Rate = Rate { refill: 30, per_ms: 60_000, burst: 30 };
 
 /// The limiters of one service (one frontend process).
 #[derive(Debug)]
 pub(super) struct AbuseLimits {
     send: Mutex<KeyedLimiter<UserId>>,
+    search: Mutex<KeyedLimiter<UserId>>,
     /// Failed logins by (lower-cased username, address); the address is `None` when the surface has none.
     failed_by_user: Mutex<KeyedLimiter<(String, Option<IpAddr>)>>,
     failed_by_ip: Mutex<KeyedLimiter<IpAddr>>,
@@ -58,6 +63,7 @@ impl AbuseLimits {
     pub(super) fn new(s: &Settings) -> AbuseLimits {
         AbuseLimits {
             send: Mutex::new(KeyedLimiter::new(send_rate(s), MAX_TRACKED_KEYS)),
+            search: Mutex::new(KeyedLimiter::new(SEARCH_RATE, MAX_TRACKED_KEYS)),
             failed_by_user: Mutex::new(KeyedLimiter::new(
                 failure_rate(s.failed_logins_by_user, s.failed_logins_by_user_minutes),
                 MAX_TRACKED_KEYS,
@@ -92,6 +98,17 @@ impl Service {
             return Ok(());
         }
         current(&self.abuse.send, send_rate(&settings)).take(&actor.id, now_ms()).map_err(refused)
+    }
+
+    /// Takes one search from the caller's bucket (`api-bypass-rate-limit` holders are not limited).
+    pub(super) fn take_search_token(&self, actor: &Actor) -> Result<()> {
+        let permissions = self.permissions();
+        let settings = self.settings();
+        let policy = Policy { permissions: &permissions, settings: &settings };
+        if policy.can(actor, Permission::ApiBypassRateLimit, None) {
+            return Ok(());
+        }
+        lock(&self.abuse.search).take(&actor.id, now_ms()).map_err(refused)
     }
 
     /// Refuses a login attempt while this username (from this address) or this address has used up

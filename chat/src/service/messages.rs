@@ -131,6 +131,7 @@ impl Service {
     pub async fn search(&self, caller: &Caller, input: SearchInput) -> Result<Vec<Message>> {
         let (_, actor) = self.authenticate(caller).await?;
         limits::check_chars("text", &input.text, limits::MAX_SEARCH_QUERY_CHARS)?;
+        self.take_search_token(&actor)?;
         let mut preview_room = None;
         if let Some(rid) = &input.rid {
             let (room, sub) = self.room_and_sub(&actor, rid).await?;
