@@ -664,6 +664,93 @@ pub async fn notification_preferences_are_stored_and_members_found_by_level(h: &
     assert!(s.subscriptions_for_user(&alice.id, Some(since)).await.unwrap().update.is_empty());
 }
 
+pub async fn manual_statuses_persist_per_user(h: &dyn Harness) {
+    use chat::presence::{Manual, Status};
+    let alice = {
+        let s = h.open().await;
+        let alice = user(&*s, "alice").await;
+        assert_eq!(s.user_status(&alice.id).await.unwrap(), None, "never set = automatic");
+        let busy = Manual { status: Status::Busy, text: "in a call".into(), at: 10 };
+        s.set_user_status(&alice.id, &busy).await.unwrap();
+        let away = Manual { status: Status::Away, text: String::new(), at: 11 };
+        s.set_user_status(&alice.id, &away).await.unwrap();
+        let long = Manual { status: Status::Busy, text: "x".repeat(1000), at: 12 };
+        assert!(matches!(s.set_user_status(&alice.id, &long).await, Err(ChatError::TooLong { .. })));
+        alice
+    };
+    let s = h.open().await;
+    let got = s.user_status(&alice.id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.text.as_str(), got.at), (chat::presence::Status::Away, "", 11));
+}
+
+pub async fn integrations_and_their_delivery_history_are_stored(h: &dyn Harness) {
+    use chat::integration::{Delivery, DeliveryStatus, Integration, IntegrationKind};
+    let s = h.open().await;
+    let admin = user_with(&*s, "admin", vec![Role::Admin, Role::User]).await;
+    let rid = channel(&*s, &admin, "general", &[]).await;
+    let make = |id: &str, kind, at| Integration {
+        id: id.into(),
+        kind,
+        name: format!("hook {id}"),
+        enabled: true,
+        rid: Some(rid.clone()),
+        user_id: admin.id.clone(),
+        username: admin.username.clone(),
+        alias: Some("Build bot".into()),
+        token_hash: (kind == IntegrationKind::Incoming).then(|| "ab".repeat(32)),
+        urls: vec!["http://127.0.0.1:9/x".into()],
+        trigger_words: vec!["!build".into()],
+        trigger_anywhere: true,
+        secret: Some("signing secret".into()),
+        attempts: 3,
+        created_by: admin.id.clone(),
+        created_at: at,
+        updated_at: at,
+    };
+    let incoming = make("in1", IntegrationKind::Incoming, 100);
+    let outgoing = make("out1", IntegrationKind::Outgoing, 200);
+    s.create_integration(&outgoing).await.unwrap();
+    s.create_integration(&incoming).await.unwrap();
+    assert!(s.create_integration(&incoming).await.is_err(), "ids are unique");
+    assert_eq!(s.get_integration("in1").await.unwrap().unwrap(), incoming);
+    assert_eq!(s.get_integration("nope").await.unwrap(), None);
+    let all = s.list_integrations(None, 10).await.unwrap();
+    assert_eq!(all.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["in1", "out1"], "oldest first");
+    assert_eq!(s.list_integrations(Some(IntegrationKind::Outgoing), 10).await.unwrap(), vec![outgoing.clone()]);
+    assert_eq!(s.list_integrations(None, 1).await.unwrap().len(), 1);
+
+    let now = chat::ids::now_ms();
+    let mut d = Delivery {
+        id: "d1".into(),
+        integration_id: "out1".into(),
+        message_id: Some("m1".into()),
+        url: "http://127.0.0.1:9/x".into(),
+        status: DeliveryStatus::Pending,
+        attempts: 1,
+        response_code: Some(500),
+        error: Some("HTTP 500".into()),
+        created_at: now,
+        updated_at: now,
+    };
+    s.record_delivery(&d).await.unwrap();
+    d.status = DeliveryStatus::Success;
+    d.attempts = 3;
+    d.response_code = Some(200);
+    d.error = None;
+    s.record_delivery(&d).await.unwrap();
+    let d2 = Delivery { id: "d2".into(), created_at: now + 1, updated_at: now + 1, ..d.clone() };
+    s.record_delivery(&d2).await.unwrap();
+    let history = s.deliveries("out1", 10).await.unwrap();
+    assert_eq!(history, vec![d2.clone(), d.clone()], "one record per delivery, updated in place, newest first");
+    assert_eq!(s.deliveries("out1", 1).await.unwrap(), vec![d2]);
+    assert!(s.deliveries("in1", 10).await.unwrap().is_empty());
+
+    assert!(s.delete_integration("out1").await.unwrap());
+    assert!(!s.delete_integration("out1").await.unwrap());
+    assert!(s.deliveries("out1", 10).await.unwrap().is_empty(), "history goes with the integration");
+    assert_eq!(s.list_integrations(None, 10).await.unwrap(), vec![incoming]);
+}
+
 // ------------------------------------------------------------------ instantiation
 
 macro_rules! suite {
@@ -687,6 +774,8 @@ macro_rules! suite {
                 permissions_and_settings_persist,
                 data_survives_reopening_the_store,
                 notification_preferences_are_stored_and_members_found_by_level,
+                manual_statuses_persist_per_user,
+                integrations_and_their_delivery_history_are_stored,
             );
         }
     };

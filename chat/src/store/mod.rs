@@ -17,8 +17,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{MessageId, Millis, RoomId, SessionId, UserId};
+use crate::integration::{Delivery, Integration, IntegrationKind};
 use crate::message::{Mention, Message, NewMessage};
 use crate::permissions::Permission;
+use crate::presence::Manual;
 use crate::roles::Role;
 use crate::room::{NewRoom, NotifyLevel, Room, RoomPatch, Subscription, SubscriptionPrefs};
 use crate::unread::{RoomCounters, Seq, Unread};
@@ -274,6 +276,21 @@ pub trait Store: Send + Sync + 'static {
     async fn set_permission(&self, perm: Permission, roles: Vec<Role>) -> Result<()>;
     async fn settings(&self) -> Result<Vec<(String, serde_json::Value)>>;
     async fn set_setting(&self, key: &str, value: serde_json::Value) -> Result<()>;
+
+    // ---- presence and integrations (§1.1 statusDefault, §1.8) ----
+    /// The status the user chose (`statusDefault`, `statusText`); `None` = never set (automatic).
+    async fn user_status(&self, user: &UserId) -> Result<Option<Manual>>;
+    async fn set_user_status(&self, user: &UserId, status: &Manual) -> Result<()>;
+    async fn create_integration(&self, integration: &Integration) -> Result<()>;
+    async fn get_integration(&self, id: &str) -> Result<Option<Integration>>;
+    /// Oldest first, at most `limit`.
+    async fn list_integrations(&self, kind: Option<IntegrationKind>, limit: usize) -> Result<Vec<Integration>>;
+    /// Deletes the integration and its history; false if it did not exist.
+    async fn delete_integration(&self, id: &str) -> Result<bool>;
+    /// Inserts or replaces a delivery record (by id); records past their TTL may be dropped.
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
+    /// An integration's deliveries, newest first.
+    async fn deliveries(&self, integration_id: &str, limit: usize) -> Result<Vec<Delivery>>;
 
     // ---- composed ----
     /// `message.sync(rid, afterSeq, updatedSince, limit)`, built from the two primitive reads.

@@ -24,11 +24,13 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{now_ms, MessageId, Millis, RoomId, SessionId, UserId};
+use crate::integration::{Delivery, Integration, IntegrationKind};
 use crate::limits::{
     page, MAX_HISTORY_PAGE, MAX_LIST_PAGE, MAX_MESSAGE_CHARS, MAX_SEARCH_QUERY_CHARS, MAX_SEARCH_RESULTS, MAX_SYNC_PAGE,
 };
 use crate::message::{Mention, Message, NewMessage};
 use crate::permissions::{Permission, PermissionTable};
+use crate::presence::Manual;
 use crate::roles::{validate_global_roles, validate_room_roles, Role};
 use crate::room::{
     check_owner_handover, creator_roles, NewRoom, NotifyLevel, Room, RoomPatch, RoomType, Subscription,
@@ -42,6 +44,8 @@ use crate::user::{NewUser, User};
 use crate::{ChatError, Result};
 
 /// Optimistic-concurrency retries for read-modify-write of one message.
+mod live;
+
 const MODIFY_RETRIES: usize = 16;
 
 fn err(op: &'static str) -> impl FnOnce(MongoError) -> ChatError {
@@ -242,6 +246,17 @@ impl MongoStore {
                 ],
             ),
             ("trash", vec![idx(doc! {"collection": 1, "uid": 1, "deletedAt": 1}, None)]),
+            ("integrations", vec![idx(doc! {"type": 1, "createdAt": 1}, None)]),
+            (
+                "integration_history",
+                vec![
+                    idx(doc! {"integrationId": 1, "createdAt": -1}, None),
+                    idx(
+                        doc! {"expireAt": 1},
+                        Some(IndexOptions::builder().expire_after(std::time::Duration::from_secs(0)).build()),
+                    ),
+                ],
+            ),
         ];
         for (coll, models) in plan {
             // Skip indexes whose key pattern exists (the stand-in names indexes its own way, so names
@@ -1181,6 +1196,31 @@ impl Store for MongoStore {
             .await
             .map_err(err("set_setting"))?;
         Ok(())
+    }
+
+    async fn user_status(&self, user: &UserId) -> Result<Option<Manual>> {
+        live::user_status(self, user).await
+    }
+    async fn set_user_status(&self, user: &UserId, status: &Manual) -> Result<()> {
+        live::set_user_status(self, user, status).await
+    }
+    async fn create_integration(&self, integration: &Integration) -> Result<()> {
+        live::create_integration(self, integration).await
+    }
+    async fn get_integration(&self, id: &str) -> Result<Option<Integration>> {
+        live::get_integration(self, id).await
+    }
+    async fn list_integrations(&self, kind: Option<IntegrationKind>, limit: usize) -> Result<Vec<Integration>> {
+        live::list_integrations(self, kind, limit).await
+    }
+    async fn delete_integration(&self, id: &str) -> Result<bool> {
+        live::delete_integration(self, id).await
+    }
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<()> {
+        live::record_delivery(self, delivery).await
+    }
+    async fn deliveries(&self, integration_id: &str, limit: usize) -> Result<Vec<Delivery>> {
+        live::deliveries(self, integration_id, limit).await
     }
 }
 

@@ -16,8 +16,10 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ids::{MessageId, Millis, RoomId, SessionId, UserId};
+use crate::integration::{Delivery, Integration, IntegrationKind};
 use crate::message::{Mention, Message, NewMessage};
 use crate::permissions::Permission;
+use crate::presence::Manual;
 use crate::roles::Role;
 use crate::room::{NewRoom, NotifyLevel, Room, RoomPatch, Subscription, SubscriptionPrefs};
 use crate::store::{
@@ -27,6 +29,7 @@ use crate::unread::Seq;
 use crate::user::{NewUser, User};
 use crate::{ChatError, Result};
 
+mod live;
 mod ops;
 mod rows;
 pub mod schema;
@@ -335,6 +338,38 @@ impl Store for SqliteStore {
     async fn set_setting(&self, key: &str, value: serde_json::Value) -> Result<()> {
         let key = key.to_owned();
         self.call(move |c| ops::set_setting(c, &key, &value)).await
+    }
+
+    async fn user_status(&self, user: &UserId) -> Result<Option<Manual>> {
+        let user = user.clone();
+        self.call(move |c| live::user_status(c, &user)).await
+    }
+    async fn set_user_status(&self, user: &UserId, status: &Manual) -> Result<()> {
+        let (user, status) = (user.clone(), status.clone());
+        self.call(move |c| live::set_user_status(c, &user, &status)).await
+    }
+    async fn create_integration(&self, integration: &Integration) -> Result<()> {
+        let i = integration.clone();
+        self.call(move |c| live::create_integration(c, &i)).await
+    }
+    async fn get_integration(&self, id: &str) -> Result<Option<Integration>> {
+        let id = id.to_owned();
+        self.call(move |c| live::get_integration(c, &id)).await
+    }
+    async fn list_integrations(&self, kind: Option<IntegrationKind>, limit: usize) -> Result<Vec<Integration>> {
+        self.call(move |c| live::list_integrations(c, kind, limit)).await
+    }
+    async fn delete_integration(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.call(move |c| live::delete_integration(c, &id)).await
+    }
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<()> {
+        let d = delivery.clone();
+        self.call(move |c| live::record_delivery(c, &d)).await
+    }
+    async fn deliveries(&self, integration_id: &str, limit: usize) -> Result<Vec<Delivery>> {
+        let id = integration_id.to_owned();
+        self.call(move |c| live::deliveries(c, &id, limit)).await
     }
 }
 

@@ -168,6 +168,8 @@ CREATE INDEX trash_user ON trash(collection, uid, deleted_at);
 ALTER TABLE subscriptions ADD COLUMN disable_notifications INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE subscriptions ADD COLUMN mute_group_mentions INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 3: presence (manual status) and webhook integrations with their delivery history.
+    super::live::MIGRATION,
 ];
 
 /// Applies the pending migrations; refuses a database written by a newer version.
