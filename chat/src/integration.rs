@@ -157,12 +157,13 @@ pub struct NewIntegration {
     pub name: String,
     pub enabled: bool,
     pub rid: Option<RoomId>,
-    pub user_id: UserId,
+    /// Incoming: posts as this user. Outgoing: its messages never trigger.
     pub username: String,
     pub alias: Option<String>,
     pub urls: Vec<String>,
     pub trigger_words: Vec<String>,
     pub trigger_anywhere: bool,
+    /// Attempts per delivery (first try included); `None` = [`DEFAULT_ATTEMPTS`].
     pub attempts: Option<u32>,
 }
 

@@ -31,8 +31,12 @@ use crate::user::{NewUser, User, UserKind};
 use crate::{ChatError, Result};
 
 mod abuse;
+mod integrations;
+mod live;
 mod messages;
 
+pub use integrations::CreatedIntegration;
+pub use live::{presence_channel, PRESENCE_CHANNEL_PREFIX};
 pub use messages::SearchInput;
 
 /// Prefix of a room's event channel: `room/<rid>`.

@@ -85,6 +85,10 @@ pub trait AccessControl: Send + Sync + 'static {
     async fn event(&self, _socket: SocketInfo<'_>, _event: &str, _data: Option<&Value>) -> Verdict<Value> {
         Verdict::Allow
     }
+
+    /// After the socket closed and left every channel. Synchronous and called
+    /// once per socket, from its own task.
+    fn disconnected(&self, _socket: SocketInfo<'_>) {}
 }
 
 /// Allows everything.

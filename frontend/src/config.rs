@@ -126,6 +126,16 @@ pub struct Args {
     #[arg(long, env = "CHAT_OPEN_REGISTRATION")]
     pub open_registration: Option<bool>,
 
+    /// How often this frontend reports its users' connections to the other frontends, in ms; the others
+    /// drop its users four heartbeats after its last report (it crashed or was cut off).
+    #[arg(long, env = "CHAT_PRESENCE_HEARTBEAT_MS", default_value_t = 5000)]
+    pub presence_heartbeat_ms: u64,
+
+    /// Let outgoing webhooks reach private, loopback and link-local addresses (off: refused, the SSRF
+    /// guard). For receivers on an internal network, or tests.
+    #[arg(long, env = "CHAT_WEBHOOKS_ALLOW_PRIVATE_TARGETS")]
+    pub webhooks_allow_private_targets: bool,
+
     /// After binding, write the bound addresses as JSON to this file
     /// (`{"json":"host:port","min_bin":"host:port"}`), for tests and scripts using port 0.
     #[arg(long, env = "FRONTEND_PORTS_FILE")]

@@ -700,5 +700,6 @@ impl Session {
         }
         self.node.registry.remove(self.handle.id);
         self.node.stats.sockets_open.fetch_sub(1, Ordering::Relaxed);
+        self.node.acl.disconnected(self.info());
     }
 }

@@ -2,12 +2,16 @@
 //! - `room/<rid>`: members only; a non-member gets exactly the error of a room that does not exist;
 //! - `user/<uid>`: that user only, with a live session;
 //! - `sys/…`: never (frontends' control channel);
+//! - `presence/<uid>`: any user with a live session (guests: users they share a room with);
 //! - no client `#publish` into `room/`, `user/` or `sys/`: chat events go through the RPCs.
 //!
 //! Everything else is decided by the inner access control (e.g. `--auth-required-prefix`).
 
 use std::sync::Arc;
 
+use ::chat::ids::UserId;
+use ::chat::service::PRESENCE_CHANNEL_PREFIX;
+use ::chat::ChatError;
 use async_trait::async_trait;
 use protocol::ScError;
 use serde_json::{Map, Value};
@@ -40,6 +44,13 @@ impl AccessControl for ChatAcl {
 
     async fn subscribe(&self, socket: SocketInfo<'_>, channel: &str, data: Option<&Value>) -> Verdict<Value> {
         let caller = self.chat.track(&socket);
+        if let Some(uid) = channel.strip_prefix(PRESENCE_CHANNEL_PREFIX) {
+            let Some(caller) = caller else { return Verdict::Block(to_sc_error(&ChatError::Unauthenticated)) };
+            return match self.chat.service().check_presence(&caller, &UserId::from(uid)).await {
+                Ok(()) => Verdict::Allow,
+                Err(e) => Verdict::Block(to_sc_error(&e)),
+            };
+        }
         match self.chat.service().check_channel(caller.as_ref(), channel).await {
             Some(Ok(())) => Verdict::Allow,
             Some(Err(e)) => Verdict::Block(to_sc_error(&e)),
@@ -71,5 +82,10 @@ impl AccessControl for ChatAcl {
     async fn event(&self, socket: SocketInfo<'_>, event: &str, data: Option<&Value>) -> Verdict<Value> {
         self.chat.track(&socket);
         self.inner.event(socket, event, data).await
+    }
+
+    fn disconnected(&self, socket: SocketInfo<'_>) {
+        self.chat.disconnected(socket.key);
+        self.inner.disconnected(socket);
     }
 }

@@ -12,32 +12,43 @@
 //! can only enter `room/<rid>` through the subscribe hook, so every socket a kick must reach is known.
 
 pub mod acl;
+pub mod hooks_http;
+pub mod presence;
+mod ratebound;
 pub mod rpc;
 mod sockets;
+pub mod webhooks;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::chat::ids::{RoomId, SessionId, UserId};
-use ::chat::service::{room_channel, Caller, Effect, Service};
+use ::chat::presence::{Changes, ConnStatus, Manual};
+use ::chat::service::{presence_channel, room_channel, Caller, Effect, Service, ROOM_CHANNEL_PREFIX};
 use ::chat::ChatError;
 use protocol::codes::{self, CloseCode};
 use protocol::ScError;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::acl::{AccessControl, SocketInfo};
 use crate::config::Args;
 use crate::error::ConfigError;
 use crate::node::{App, Node};
+use crate::outbox::Publication;
+use presence::{presence_event, Presence, PresenceTiming};
+use ratebound::KeyedBuckets;
 use sockets::Sockets;
+use webhooks::{WebhookConfig, Webhooks};
 
 /// Store used by `--chat` without `--store`: a SQLite file under the working directory.
 pub const DEFAULT_STORE: &str = "sqlite:./data/chat.db";
 /// Where frontends tell each other about kicks and revocations. Clients can neither subscribe nor publish here.
 pub const CONTROL_CHANNEL: &str = "sys/internal";
 /// Channel prefixes reserved for the server.
-pub const SERVER_ONLY_PREFIXES: [&str; 3] = ["room/", "user/", "sys/"];
+pub const SERVER_ONLY_PREFIXES: [&str; 4] = ["room/", "user/", "sys/", "presence/"];
 /// Environment variable holding the `--bootstrap-admin` password (there is no default password).
 pub const ADMIN_PASSWORD_ENV: &str = "CHAT_ADMIN_PASSWORD";
 /// Close code for the sockets of a revoked session (logout): 1000, "the server ends a session for
@@ -47,6 +58,17 @@ pub const SESSION_REVOKED: CloseCode = codes::NORMAL;
 
 /// Time a logging-out socket gets to receive its reply before it is closed.
 pub const CLOSE_AFTER_REPLY: Duration = Duration::from_millis(250);
+/// Control messages waiting to be published (presence reports); beyond this they are dropped — the next
+/// heartbeat's snapshot repairs what a dropped delta missed.
+const CONTROL_QUEUE: usize = 4096;
+/// Typing events per user and room: a burst of 3, then one per 3 s (§7.1); the excess is dropped.
+const TYPING_BURST: u32 = 3;
+const TYPING_EVERY: Duration = Duration::from_secs(3);
+/// Presence reports (online/away) per socket: a burst of 5, then one per 10 s (§7.1).
+const STATUS_BURST: u32 = 5;
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// Keys each rate table tracks at most.
+const RATE_KEYS: usize = 100_000;
 
 /// Chat settings from the command line.
 #[derive(Clone, Debug)]
@@ -59,6 +81,10 @@ pub struct ChatConfig {
     pub bootstrap_admin: Option<(String, String)>,
     /// Sets `Accounts_RegistrationForm` (open registration) at start when given.
     pub open_registration: Option<bool>,
+    /// Presence heartbeat and lease between frontends.
+    pub presence: PresenceTiming,
+    /// Outgoing webhook delivery (SSRF guard, timeouts, retries).
+    pub webhooks: WebhookConfig,
 }
 
 impl ChatConfig {
@@ -70,6 +96,8 @@ impl ChatConfig {
             token_ttl: Duration::from_secs(900),
             bootstrap_admin: None,
             open_registration: None,
+            presence: PresenceTiming::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 
@@ -112,16 +140,32 @@ impl ChatConfig {
             token_ttl: Duration::from_secs(a.chat_token_ttl_secs),
             bootstrap_admin,
             open_registration: a.open_registration,
+            presence: PresenceTiming {
+                heartbeat: Duration::from_millis(a.presence_heartbeat_ms.max(50)),
+                lease: Duration::from_millis(a.presence_heartbeat_ms.max(50).saturating_mul(4)),
+            },
+            webhooks: WebhookConfig {
+                allow_private_targets: a.webhooks_allow_private_targets,
+                ..WebhookConfig::default()
+            },
         }))
     }
 }
 
 /// The chat layer of one frontend node.
 pub struct Chat {
+    me: Weak<Chat>,
     service: Arc<Service>,
     token_ttl: Duration,
     node: OnceLock<Weak<Node>>,
     pub(crate) sockets: Sockets,
+    presence: Presence,
+    webhooks: Arc<Webhooks>,
+    control_tx: OnceLock<mpsc::Sender<Value>>,
+    control_dropped: AtomicU64,
+    pub(crate) typing_limits: KeyedBuckets<(String, String)>,
+    pub(crate) status_limits: KeyedBuckets<u64>,
+    pub(crate) hook_limits: KeyedBuckets<String>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -153,13 +197,35 @@ impl Chat {
                 info!(username = %user.username, "admin exists; --bootstrap-admin left it unchanged");
             }
         }
-        Ok(Self::with_service(service, config.token_ttl))
+        Ok(Self::with_config(service, config))
     }
 
-    /// The chat layer over an existing service.
+    /// The chat layer over an existing service, with the defaults of [`ChatConfig::new`].
     #[must_use]
     pub fn with_service(service: Arc<Service>, token_ttl: Duration) -> Arc<Chat> {
-        Arc::new(Chat { service, token_ttl, node: OnceLock::new(), sockets: Sockets::default() })
+        let mut config = ChatConfig::new(String::new());
+        config.token_ttl = token_ttl;
+        Self::with_config(service, &config)
+    }
+
+    /// The chat layer over an existing service, with `config`'s token lifetime, presence timing and
+    /// webhook settings.
+    #[must_use]
+    pub fn with_config(service: Arc<Service>, config: &ChatConfig) -> Arc<Chat> {
+        Arc::new_cyclic(|me| Chat {
+            me: me.clone(),
+            service,
+            token_ttl: config.token_ttl,
+            node: OnceLock::new(),
+            sockets: Sockets::default(),
+            presence: Presence::new(config.presence),
+            webhooks: Arc::new(Webhooks::new(config.webhooks.clone())),
+            control_tx: OnceLock::new(),
+            control_dropped: AtomicU64::new(0),
+            typing_limits: KeyedBuckets::new(TYPING_BURST, TYPING_EVERY, RATE_KEYS),
+            status_limits: KeyedBuckets::new(STATUS_BURST, STATUS_EVERY, RATE_KEYS),
+            hook_limits: KeyedBuckets::new(hooks_http::HOOK_BURST, hooks_http::HOOK_EVERY, RATE_KEYS),
+        })
     }
 
     #[must_use]
@@ -191,6 +257,126 @@ impl Chat {
                 }
             }
         });
+        // One publisher for control messages made in synchronous hooks, so they leave in order.
+        let (tx, mut rx) = mpsc::channel::<Value>(CONTROL_QUEUE);
+        let _ = self.control_tx.set(tx);
+        let weak_node = Arc::downgrade(node);
+        tokio::spawn(async move {
+            while let Some(message) = rx.recv().await {
+                let Some(node) = weak_node.upgrade() else { break };
+                if let Err(e) = node.publish(CONTROL_CHANNEL, Some(message)).await {
+                    warn!(error = %e, "chat control publish failed");
+                }
+            }
+        });
+        // Presence heartbeat: snapshot (renews this frontend's lease), expire silent frontends, and
+        // forget sockets that closed unseen.
+        let chat = Arc::downgrade(self);
+        let every = self.presence.timing().heartbeat;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(chat) = chat.upgrade() else { break };
+                let Some(node) = chat.node() else { break };
+                let (changes, message) = chat.presence.retain(|k| node.registry.get(k).is_some());
+                chat.presence_out(changes, message);
+                let (changes, messages) = chat.presence.tick();
+                chat.deliver_presence(&changes);
+                for m in messages {
+                    chat.send_control(m);
+                }
+            }
+        });
+        self.webhooks.start(self.service.clone());
+    }
+
+    /// Queues a control message for the other frontends (never waits).
+    fn send_control(&self, message: Value) {
+        let Some(tx) = self.control_tx.get() else { return };
+        if tx.try_send(message).is_err() {
+            let n = self.control_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                warn!(dropped = n, "chat control queue full: presence updates dropped until the next snapshot");
+            }
+        }
+    }
+
+    /// Delivers status changes to this frontend's subscribers of `presence/<uid>` (each frontend
+    /// delivers to its own, from its own copy of the aggregate).
+    fn deliver_presence(&self, changes: &Changes) {
+        let Some(node) = self.node() else { return };
+        for (uid, status) in changes {
+            let (_, manual) = self.presence.status(uid);
+            let data = presence_event(uid, *status, manual.as_ref());
+            node.hub.publish(&Publication::new(presence_channel(uid).into(), Some(data)));
+        }
+    }
+
+    fn presence_out(&self, changes: Changes, message: Option<Value>) {
+        self.deliver_presence(&changes);
+        if let Some(m) = message {
+            self.send_control(m);
+        }
+    }
+
+    /// Socket `key` is now `caller`'s (or nobody's): the kick/revoke map and presence follow.
+    pub(crate) fn note_socket(&self, key: u64, caller: Option<Caller>) {
+        let uid = caller.as_ref().map(|c| c.uid.clone());
+        self.sockets.note(key, caller);
+        let (changes, message, first) = self.presence.socket_user(key, uid.as_ref());
+        self.presence_out(changes, message);
+        if let Some(uid) = first {
+            self.load_manual_status(uid);
+        }
+    }
+
+    /// A socket closed.
+    pub(crate) fn disconnected(&self, key: u64) {
+        self.note_socket(key, None);
+        self.status_limits.forget(&key);
+    }
+
+    /// Loads a user's stored manual status (first socket of that user here) and tells every frontend.
+    fn load_manual_status(&self, uid: ::chat::ids::UserId) {
+        let Some(chat) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            match chat.service.stored_status(&uid).await {
+                Ok(Some(m)) => chat.choose_status(&uid, m),
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "loading a user's status failed"),
+            }
+        });
+    }
+
+    /// A manual status was chosen (or loaded): apply here, tell the others.
+    pub(crate) fn choose_status(&self, uid: &::chat::ids::UserId, manual: Manual) {
+        let changes = self.presence.set_manual(uid, manual.clone());
+        self.deliver_presence(&changes);
+        self.send_control(control("presence.manual", json!({ "uid": uid, "manual": manual })));
+    }
+
+    /// The client of socket `key` reports online or away; false when over the rate bound.
+    pub(crate) fn report_status(&self, key: u64, status: ConnStatus) -> bool {
+        if !self.status_limits.allow(&key, Instant::now()) {
+            return false;
+        }
+        let (changes, message) = self.presence.socket_status(key, status);
+        self.presence_out(changes, message);
+        true
+    }
+
+    /// A user's status as this frontend sees the cluster.
+    pub(crate) fn user_presence(&self, uid: &::chat::ids::UserId) -> Value {
+        let (status, manual) = self.presence.status(uid);
+        presence_event(uid, status, manual.as_ref())
+    }
+
+    /// Outgoing webhook messages dropped because the delivery queue was full.
+    #[must_use]
+    pub fn webhooks_dropped(&self) -> u64 {
+        self.webhooks.dropped()
     }
 
     fn node(&self) -> Option<Arc<Node>> {
@@ -209,7 +395,7 @@ impl Chat {
     /// Records which user and session a socket is (or no longer is) authenticated as.
     pub(crate) fn track(&self, socket: &SocketInfo<'_>) -> Option<Caller> {
         let caller = Self::caller(socket);
-        self.sockets.note(socket.key, caller.clone());
+        self.note_socket(socket.key, caller.clone());
         if self.sockets.needs_prune() {
             if let Some(node) = self.node() {
                 self.sockets.prune(|key| node.registry.get(key).is_some());
@@ -227,7 +413,12 @@ impl Chat {
         };
         for effect in effects {
             let (channel, data) = match effect {
-                Effect::Publish { channel, data } => (channel, data),
+                Effect::Publish { channel, data } => {
+                    if channel.starts_with(ROOM_CHANNEL_PREFIX) && data["type"] == "message.new" {
+                        self.webhooks.offer(&data["message"]);
+                    }
+                    (channel, data)
+                }
                 Effect::Kick { rid, uid } => {
                     self.kick_local(&node, &rid, &uid);
                     (CONTROL_CHANNEL.to_owned(), control("kick", json!({ "rid": rid, "uid": uid })))
@@ -257,6 +448,22 @@ impl Chat {
                     .map(|a| a.iter().filter_map(Value::as_str).map(SessionId::from).collect())
                     .unwrap_or_default();
                 self.close_local(&node, &sessions);
+            }
+            Some("presence") => match serde_json::from_value(data["report"].clone()) {
+                Ok(report) => {
+                    let changes = self.presence.on_report(report);
+                    self.deliver_presence(&changes);
+                }
+                Err(e) => warn!(error = %e, "bad presence report"),
+            },
+            Some("presence.manual") => {
+                let (Some(uid), Ok(manual)) =
+                    (data["uid"].as_str(), serde_json::from_value::<Manual>(data["manual"].clone()))
+                else {
+                    return;
+                };
+                let changes = self.presence.set_manual(&::chat::ids::UserId::from(uid), manual);
+                self.deliver_presence(&changes);
             }
             other => warn!(?other, "unknown chat control message"),
         }
@@ -293,7 +500,7 @@ impl Chat {
     }
 
     pub(crate) fn note_login(&self, key: u64, caller: Caller) {
-        self.sockets.note(key, Some(caller));
+        self.note_socket(key, Some(caller));
     }
 }
 

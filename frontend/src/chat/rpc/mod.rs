@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 mod base;
+mod live;
 mod messages;
 pub mod params;
 
@@ -27,7 +28,13 @@ pub const SOCKET_METHODS: &[&str] = &["registerUser", "login", "logout"];
 
 /// Every chat RPC, by its event name: the socket-bound ones, then each submodule's.
 pub fn methods() -> impl Iterator<Item = &'static str> {
-    SOCKET_METHODS.iter().chain(base::METHODS).chain(messages::METHODS).copied()
+    SOCKET_METHODS
+        .iter()
+        .chain(live::SOCKET_METHODS)
+        .chain(base::METHODS)
+        .chain(messages::METHODS)
+        .chain(live::METHODS)
+        .copied()
 }
 
 /// The handlers of [`methods`].
@@ -97,10 +104,13 @@ async fn dispatch(chat: &Arc<Chat>, name: &str, ctx: &mut Context<'_>, p: &Param
         // This socket is deauthenticated now and closed once its reply is out; closing it from
         // inside its own handler could drop the reply. The session's other sockets close at once.
         ctx.remove_auth_token();
-        chat.sockets.note(ctx.socket.key, None);
+        chat.note_socket(ctx.socket.key, None);
         chat.apply(out.effects).await;
         chat.close_after_reply(ctx.socket.key);
         return Ok(json!({}));
+    }
+    if let Some(result) = live::on_socket(chat, ctx.socket.key, &caller, name).await {
+        return result;
     }
     call(chat, &caller, name, p).await
 }
@@ -112,6 +122,9 @@ pub async fn call(chat: &Arc<Chat>, caller: &Caller, name: &str, p: &Params) -> 
         return result;
     }
     if let Some(result) = messages::call(chat, caller, name, p).await {
+        return result;
+    }
+    if let Some(result) = live::call(chat, caller, name, p).await {
         return result;
     }
     Err(invalid("event", "unknown chat method"))

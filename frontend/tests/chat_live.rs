@@ -1,0 +1,333 @@
+//! Presence, typing and webhooks over sockets and HTTP: one in-process node with a temporary SQLite
+//! store, raw clients, and tiny local HTTP receivers for outgoing webhooks.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat::integration::Backoff;
+use chat::integration::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use frontend::acl::AllowAll;
+use frontend::chat::{Chat, ChatConfig};
+use frontend::Config;
+use protocol::Codec;
+use serde_json::{json, Value};
+use support::{Client, TestNode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const PW: &str = "correct horse battery";
+
+struct ChatNode {
+    node: TestNode,
+    _chat: Arc<Chat>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_with(allow_private_targets: bool) -> ChatNode {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cc = ChatConfig::new(format!("sqlite:{}", dir.path().join("chat.db").display()));
+    cc.bootstrap_admin = Some(("root".into(), PW.into()));
+    cc.webhooks.allow_private_targets = allow_private_targets;
+    cc.webhooks.backoff = Backoff { base: Duration::from_millis(20), max: Duration::from_millis(100) };
+    cc.webhooks.timeout = Duration::from_secs(5);
+    let chat = Chat::start(&cc).await.unwrap();
+    let mut config = Config::for_test();
+    config.ping_timeout = Duration::from_secs(60);
+    let node = TestNode::start(config, chat.app(Arc::new(AllowAll))).await;
+    chat.attach(&node.node).await;
+    ChatNode { node, _chat: chat, _dir: dir }
+}
+
+async fn call(c: &mut Client, event: &str, data: Value) -> Value {
+    let r = c.invoke(event, data).await;
+    assert!(r.get("error").is_none(), "{event} failed: {r}");
+    r["data"].clone()
+}
+
+async fn call_err(c: &mut Client, event: &str, data: Value) -> Value {
+    let r = c.invoke(event, data).await;
+    assert!(r.get("error").is_some(), "{event} should fail: {r}");
+    r["error"].clone()
+}
+
+struct User {
+    c: Client,
+    id: String,
+}
+
+async fn login(n: &ChatNode, username: &str) -> User {
+    let mut c = Client::handshake(n.node.json, Codec::Json).await;
+    let data = call(&mut c, "login", json!({"user": username, "password": PW})).await;
+    User { c, id: data["id"].as_str().unwrap().to_owned() }
+}
+
+/// Admin creates the accounts, then each logs in on its own socket.
+async fn users(n: &ChatNode, names: &[&str]) -> (User, Vec<User>) {
+    let mut admin = login(n, "root").await;
+    for name in names {
+        call(&mut admin.c, "createUser", json!({"username": name, "password": PW})).await;
+    }
+    let mut out = Vec::new();
+    for name in names {
+        out.push(login(n, name).await);
+    }
+    (admin, out)
+}
+
+/// The next `presence` event on `presence/<uid>`.
+async fn next_presence(c: &mut Client, uid: &str) -> Value {
+    let channel = format!("presence/{uid}");
+    let p = c.next_matching(|p| p["event"] == "#publish" && p["data"]["channel"] == channel).await;
+    p["data"]["data"].clone()
+}
+
+#[tokio::test]
+async fn a_watcher_sees_a_user_go_online_away_busy_and_offline_when_the_last_socket_closes() {
+    let n = start_with(false).await;
+    let (_admin, mut us) = users(&n, &["alice", "bob"]).await;
+    let bob = us.pop().unwrap();
+    let alice = us.pop().unwrap();
+    let alice_id = alice.id.clone();
+    drop(alice); // alice's first socket closes: offline
+    let mut bob = bob;
+    bob.c.subscribe(&format!("presence/{alice_id}")).await;
+    let now = call(&mut bob.c, "getUserPresence", json!({"uids": [alice_id]})).await;
+    assert_eq!(now["users"][0]["status"], "offline");
+
+    let mut a1 = login(&n, "alice").await;
+    let ev = next_presence(&mut bob.c, &alice_id).await;
+    assert_eq!((ev["status"].as_str(), ev["code"].as_u64()), (Some("online"), Some(1)));
+    assert_eq!(ev["uid"], alice_id.as_str());
+
+    let mut a2 = login(&n, "alice").await;
+    call(&mut a1.c, "UserPresence:away", json!({})).await;
+    // a2 is still online: no change. Then a2 goes away too: away.
+    call(&mut a2.c, "UserPresence:away", json!({})).await;
+    let ev = next_presence(&mut bob.c, &alice_id).await;
+    assert_eq!(ev["status"], "away", "away only once every connection is away: {ev}");
+    call(&mut a2.c, "UserPresence:online", json!({})).await;
+    assert_eq!(next_presence(&mut bob.c, &alice_id).await["status"], "online");
+
+    let set = call(&mut a1.c, "setUserStatus", json!({"status": "busy", "message": "in a call"})).await;
+    assert_eq!(set["status"], "busy");
+    let ev = next_presence(&mut bob.c, &alice_id).await;
+    assert_eq!((ev["status"].as_str(), ev["statusText"].as_str()), (Some("busy"), Some("in a call")));
+
+    drop(a1);
+    // Busy while one socket remains; offline when the last one closes.
+    let now = call(&mut bob.c, "getUserPresence", json!({"uid": alice_id})).await;
+    assert_eq!(now["users"][0]["status"], "busy");
+    drop(a2);
+    let ev = next_presence(&mut bob.c, &alice_id).await;
+    assert_eq!(ev["status"], "offline");
+
+    // The manual status survives reconnecting: it was stored.
+    let _a3 = login(&n, "alice").await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let ev = next_presence(&mut bob.c, &alice_id).await;
+        seen.push(ev["status"].as_str().unwrap().to_owned());
+        if ev["status"] == "busy" {
+            break;
+        }
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("busy"), "stored status restored: {seen:?}");
+}
+
+#[tokio::test]
+async fn presence_channels_need_a_login_and_refuse_client_publishes() {
+    let n = start_with(false).await;
+    let (mut admin, _) = users(&n, &[]).await;
+    let mut anon = Client::handshake(n.node.json, Codec::Json).await;
+    let r = anon.invoke("#subscribe", json!({"channel": format!("presence/{}", admin.id)})).await;
+    assert_eq!(r["error"]["error"], "error-unauthorized", "{r}");
+    let r = admin
+        .c
+        .invoke("#publish", json!({"channel": format!("presence/{}", admin.id), "data": {"status": "online"}}))
+        .await;
+    assert_eq!(r["error"]["error"], "error-not-allowed", "{r}");
+    let r = admin.c.invoke("#subscribe", json!({"channel": "presence/NoSuchUser1234567"})).await;
+    assert_eq!(r["error"]["error"], "error-not-found", "{r}");
+    let e = call_err(&mut admin.c, "setUserStatus", json!({"status": "sleepy"})).await;
+    assert_eq!(e["error"], "error-invalid-param");
+}
+
+#[tokio::test]
+async fn typing_reaches_members_is_refused_to_non_members_and_is_rate_bounded() {
+    let n = start_with(false).await;
+    let (_admin, mut us) = users(&n, &["alice", "bob", "eve"]).await;
+    let mut eve = us.pop().unwrap();
+    let mut bob = us.pop().unwrap();
+    let mut alice = us.pop().unwrap();
+    let room = call(&mut alice.c, "createPrivateGroup", json!({"name": "team", "members": ["bob"]})).await;
+    let rid = room["room"]["id"].as_str().unwrap().to_owned();
+    bob.c.subscribe(&format!("room/{rid}")).await;
+
+    assert_eq!(call(&mut alice.c, "typing", json!({"rid": rid, "typing": true})).await["sent"], true);
+    let ev = bob.c.next_matching(|p| p["event"] == "#publish" && p["data"]["data"]["type"] == "typing").await;
+    let ev = &ev["data"]["data"];
+    assert_eq!((ev["username"].as_str(), ev["typing"].as_bool()), (Some("alice"), Some(true)));
+    assert_eq!(ev["uid"], alice.id.as_str());
+
+    let e = call_err(&mut eve.c, "typing", json!({"rid": rid, "typing": true})).await;
+    assert_eq!(e["error"], "error-not-found", "a private room's outsider learns nothing");
+
+    // Burst of 3 per user and room: the 4th and later within 3 s are dropped.
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        sent.push(call(&mut alice.c, "typing", json!({"rid": rid, "typing": false})).await["sent"].clone());
+    }
+    assert_eq!(sent, [json!(true), json!(true), json!(false), json!(false)]);
+
+    // Typing is never stored.
+    let history = call(&mut alice.c, "loadHistory", json!({"rid": rid})).await;
+    assert_eq!(history["messages"], json!([]), "nothing stored");
+}
+
+/// One received request: lower-cased headers and the raw body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
+/// A tiny HTTP receiver: answers with `statuses` in turn (then 200), and keeps every request's
+/// headers and body.
+struct Receiver {
+    url: String,
+    requests: Arc<Mutex<Vec<Received>>>,
+}
+
+async fn receiver(statuses: Vec<u16>) -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        let mut statuses = statuses.into_iter();
+        for _ in 0..50 {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (headers, body) = loop {
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "request cut short");
+                buf.extend_from_slice(&chunk[..n]);
+                let mut h = [httparse::EMPTY_HEADER; 32];
+                let mut req = httparse::Request::new(&mut h);
+                if let httparse::Status::Complete(len) = req.parse(&buf).unwrap() {
+                    let headers: Vec<(String, String)> = req
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect();
+                    let cl: usize = headers.iter().find(|(k, _)| k == "content-length").unwrap().1.parse().unwrap();
+                    while buf.len() < len + cl {
+                        let n = s.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "body cut short");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    break (headers, buf[len..len + cl].to_vec());
+                }
+            };
+            seen.lock().unwrap().push((headers, body));
+            let code = statuses.next().unwrap_or(200);
+            let resp = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    Receiver { url, requests }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers.iter().find(|(k, _)| k == &name.to_ascii_lowercase()).map_or("", |(_, v)| v.as_str())
+}
+
+async fn history_until(admin: &mut Client, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let h = call(admin, "integrations.history", json!({"integrationId": id})).await;
+        if done(&h["history"]) {
+            return h["history"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("delivery history did not reach the expected state");
+}
+
+#[tokio::test]
+async fn outgoing_webhooks_are_signed_and_retried_with_their_history_recorded() {
+    let n = start_with(true).await;
+    let (mut admin, mut us) = users(&n, &["alice", "hookbot"]).await;
+    let _bot = us.pop().unwrap();
+    let mut alice = us.pop().unwrap();
+    let room = call(&mut alice.c, "createChannel", json!({"name": "builds"})).await;
+    let rid = room["room"]["id"].as_str().unwrap().to_owned();
+
+    let rx = receiver(vec![500, 500]).await;
+    let e = call_err(
+        &mut alice.c,
+        "integrations.create",
+        json!({"type": "webhook-outgoing", "name": "x", "username": "hookbot", "urls": [rx.url]}),
+    )
+    .await;
+    assert_eq!(e["error"], "error-not-allowed", "only admins manage integrations");
+    let created = call(
+        &mut admin.c,
+        "integrations.create",
+        json!({"type": "webhook-outgoing", "name": "ci", "rid": rid, "username": "hookbot",
+               "urls": [rx.url], "triggerWords": ["!build"], "retryCount": 3}),
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["integration"]["id"].as_str().unwrap().to_owned();
+    assert!(created["integration"].get("secret").is_none(), "the secret is shown once, not in the record");
+
+    call(&mut alice.c, "sendMessage", json!({"rid": rid, "msg": "no trigger here"})).await;
+    let sent = call(&mut alice.c, "sendMessage", json!({"rid": rid, "msg": "!build main"})).await;
+    let history = history_until(&mut admin.c, &id, |h| h[0]["status"] == "success").await;
+    assert_eq!(history.as_array().unwrap().len(), 1, "only the triggering message was delivered: {history}");
+    let d = &history[0];
+    assert_eq!((d["attempts"].as_u64(), d["responseCode"].as_u64()), (Some(3), Some(200)), "{d}");
+    assert_eq!(d["messageId"], sent["message"]["id"]);
+
+    let requests = rx.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3, "500, 500, then 200");
+    for (headers, body) in &requests {
+        // What a receiver does: recompute the signature over the raw body and the timestamp.
+        let ts: i64 = header(headers, TIMESTAMP_HEADER).parse().unwrap();
+        assert_eq!(header(headers, SIGNATURE_HEADER), sign(&secret, ts, body));
+        assert_ne!(header(headers, SIGNATURE_HEADER), sign("wrong secret", ts, body));
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!((payload["text"].as_str(), payload["trigger_word"].as_str()), (Some("!build main"), Some("!build")));
+        assert_eq!(payload["channel_id"], rid.as_str());
+        assert_eq!(payload["user_name"], "alice");
+    }
+
+    let list = call(&mut admin.c, "integrations.list", json!({})).await;
+    assert!(list["integrations"][0].get("secret").is_none());
+    call(&mut admin.c, "integrations.remove", json!({"integrationId": id})).await;
+    let e = call_err(&mut admin.c, "integrations.history", json!({"integrationId": id})).await;
+    assert_eq!(e["error"], "error-not-found");
+}
+
+#[tokio::test]
+async fn the_guard_refuses_a_private_target_when_on() {
+    let n = start_with(false).await;
+    let (mut admin, mut us) = users(&n, &["alice", "hookbot"]).await;
+    let mut alice = us.remove(0);
+    let room = call(&mut alice.c, "createChannel", json!({"name": "general"})).await;
+    let rid = room["room"]["id"].as_str().unwrap().to_owned();
+    let rx = receiver(vec![]).await;
+    let created = call(
+        &mut admin.c,
+        "integrations.create",
+        json!({"type": "outgoing", "name": "leak", "username": "hookbot", "urls": [rx.url]}),
+    )
+    .await;
+    let id = created["integration"]["id"].as_str().unwrap().to_owned();
+    call(&mut alice.c, "sendMessage", json!({"rid": rid, "msg": "anything"})).await;
+    let history = history_until(&mut admin.c, &id, |h| h[0]["status"] == "refused").await;
+    assert_eq!(history[0]["attempts"], 1, "not retried");
+    assert!(history[0]["error"].as_str().unwrap().contains("not public"), "{history}");
+    assert!(rx.requests.lock().unwrap().is_empty(), "nothing reached the private receiver");
+}
