@@ -21,6 +21,10 @@ use tokio::net::TcpListener;
 
 const PW: &str = "correct horse battery";
 
+/// The tests of this file run one at a time: each hashes several passwords (argon2, slow in debug
+/// builds), and on a loaded machine parallel hashing pushes single replies past the client's wait.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct ChatNode {
     node: TestNode,
     _chat: Arc<Chat>,
@@ -87,6 +91,7 @@ async fn next_presence(c: &mut Client, uid: &str) -> Value {
 
 #[tokio::test]
 async fn a_watcher_sees_a_user_go_online_away_busy_and_offline_when_the_last_socket_closes() {
+    let _serial = SERIAL.lock().await;
     let n = start_with(false).await;
     let (_admin, mut us) = users(&n, &["alice", "bob"]).await;
     let bob = us.pop().unwrap();
@@ -140,6 +145,7 @@ async fn a_watcher_sees_a_user_go_online_away_busy_and_offline_when_the_last_soc
 
 #[tokio::test]
 async fn presence_channels_need_a_login_and_refuse_client_publishes() {
+    let _serial = SERIAL.lock().await;
     let n = start_with(false).await;
     let (mut admin, _) = users(&n, &[]).await;
     let mut anon = Client::handshake(n.node.json, Codec::Json).await;
@@ -158,6 +164,7 @@ async fn presence_channels_need_a_login_and_refuse_client_publishes() {
 
 #[tokio::test]
 async fn typing_reaches_members_is_refused_to_non_members_and_is_rate_bounded() {
+    let _serial = SERIAL.lock().await;
     let n = start_with(false).await;
     let (_admin, mut us) = users(&n, &["alice", "bob", "eve"]).await;
     let mut eve = us.pop().unwrap();
@@ -256,6 +263,7 @@ async fn history_until(admin: &mut Client, id: &str, done: impl Fn(&Value) -> bo
 
 #[tokio::test]
 async fn outgoing_webhooks_are_signed_and_retried_with_their_history_recorded() {
+    let _serial = SERIAL.lock().await;
     let n = start_with(true).await;
     let (mut admin, mut us) = users(&n, &["alice", "hookbot"]).await;
     let _bot = us.pop().unwrap();
@@ -312,6 +320,7 @@ async fn outgoing_webhooks_are_signed_and_retried_with_their_history_recorded() 
 
 #[tokio::test]
 async fn the_guard_refuses_a_private_target_when_on() {
+    let _serial = SERIAL.lock().await;
     let n = start_with(false).await;
     let (mut admin, mut us) = users(&n, &["alice", "hookbot"]).await;
     let mut alice = us.remove(0);
