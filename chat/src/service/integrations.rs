@@ -163,9 +163,10 @@ impl Service {
             client_msg_id: None,
         };
         new.validate(self.settings().message_max_allowed_size)?;
+        self.take_send_token(&actor, RoomView { room: &room, sub: sub.as_ref() })?;
         let message = self.store.insert_message(new).await?.value;
         let mut effects = vec![message_new(&message)];
-        effects.extend(self.notifications(&room, &message).await?);
+        effects.extend(self.member_effects(&room, &message).await?);
         Ok(Outcome::new(Sent { message, created: true }, effects))
     }
 }
