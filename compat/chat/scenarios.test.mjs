@@ -127,6 +127,20 @@ function assertLooksNotFound(err, unknown, what) {
   assert.equal(err.error, unknown.error, `${what}: same error id as for an unknown room`);
 }
 
+/**
+ * `who` subscribes to `presence/<uid>`; `waitStatus(s)` waits for the next
+ * `presence` event with status `s` (after the ones already waited for).
+ */
+async function watchPresence(who, uid) {
+  const channel = `presence/${uid}`;
+  const rec = await who.subscribe(channel);
+  const presence = (e) => e && e.type === 'presence' && e.uid === uid;
+  return {
+    statuses: () => rec.data.items.filter(presence).map((e) => e.status),
+    waitStatus: (status, what) => rec.data.waitFor((e) => presence(e) && e.status === status, WAIT_MS, `${who.name}: presence ${status} (${what})`),
+  };
+}
+
 const UNKNOWN_RID = 'NoSuchRoom0000000';
 
 describe('chat scenarios: socketcluster-client users on two frontends sharing one SQLite store', { timeout: 300_000 }, () => {
@@ -141,7 +155,7 @@ describe('chat scenarios: socketcluster-client users on two frontends sharing on
       const [p1, p2] = cluster.ports;
       const admin = await client('admin (frontend 1)', [p1]).connect();
       await admin.login(ADMIN_USERNAME, cluster.adminPassword);
-      for (const name of ['alice', 'bob', 'carol']) {
+      for (const name of ['alice', 'bob', 'carol', 'erin']) {
         const { user } = await admin.invoke('createUser', { username: name, password: PASSWORD, name: name[0].toUpperCase() + name.slice(1) });
         assert.equal(user.username, name);
         users[name] = user;
@@ -420,6 +434,54 @@ describe('chat scenarios: socketcluster-client users on two frontends sharing on
     // carol cannot listen on bob's user channel either.
     const other = await carol.subscribeRefused(userChannel(bob.uid));
     assert.ok(other && other.error, `refusal of another user's channel: ${JSON.stringify(other)}`);
+  });
+
+  scenario('typing: bob typing on frontend 2 reaches alice on frontend 1, is never stored, and a non-member cannot type', async () => {
+    const { room } = await alice.invoke('createChannel', { name: 'typing', members: ['bob'] });
+    await alice.subscribe(roomChannel(room.id));
+    const [m] = await send(alice, room.id, ['anyone?']);
+    const on = await bob.invoke('typing', { rid: room.id, typing: true });
+    assert.equal(on.sent, true);
+    const started = await alice.waitEvent(roomChannel(room.id), (e) => e.type === 'typing' && e.typing === true, 'bob typing');
+    assert.deepEqual([started.rid, started.uid, started.username], [room.id, bob.uid, 'bob']);
+    await bob.invoke('typing', { rid: room.id, typing: false });
+    const stopped = await alice.waitEvent(roomChannel(room.id), (e) => e.type === 'typing' && e.typing === false, 'bob stopped typing');
+    assert.equal(stopped.username, 'bob');
+    // Ephemeral: nothing in the room's history or catch-up, no seq used.
+    const { messages } = await bob.invoke('loadHistory', { rid: room.id });
+    assert.deepEqual(messages.map((x) => x.seq), [m.seq], 'typing stores nothing');
+    const sync = await bob.invoke('syncMessages', { rid: room.id, afterSeq: m.seq });
+    assert.deepEqual(sync.messages, []);
+    // carol is not a member of the channel: refused.
+    const refused = await carol.invokeError('typing', { rid: room.id, typing: true });
+    assert.ok(['error-not-found', 'error-not-allowed'].includes(refused.error), JSON.stringify(refused));
+  });
+
+  scenario("presence: erin's status, seen from the other frontend, goes offline only when her last socket closes", async () => {
+    const [p1, p2] = cluster.ports;
+    const watch = await watchPresence(alice, users.erin.id);
+    const erin1 = await client('erin socket 1 (frontend 2)', [p2]).connect();
+    await erin1.login('erin', PASSWORD);
+    await watch.waitStatus('online', 'erin online after logging in on frontend 2');
+    const erin2 = await client('erin socket 2 (frontend 1)', [p1]).connect();
+    await erin2.login('erin', PASSWORD);
+    const { users: seen } = await alice.invoke('getUserPresence', { uid: users.erin.id });
+    assert.equal(seen[0].status, 'online');
+
+    await erin2.invoke('setUserStatus', { status: 'busy' });
+    await watch.waitStatus('busy', 'manual busy');
+    await erin2.invoke('setUserStatus', { status: 'online' });
+    await watch.waitStatus('online', 'automatic again');
+
+    // One socket closes: she is still online (the other is open on the other frontend).
+    erin1.close();
+    await sleep(500);
+    assert.equal(watch.statuses().slice(-1)[0], 'online', `erin still online with one socket left: ${watch.statuses()}`);
+    assert.equal((await alice.invoke('getUserPresence', { uid: users.erin.id })).users[0].status, 'online');
+    // Her last socket closes: offline, seen by alice on the other frontend.
+    erin2.close();
+    await watch.waitStatus('offline', "erin offline after her last socket closed");
+    assert.equal((await alice.invoke('getUserPresence', { uid: users.erin.id })).users[0].status, 'offline');
   });
 
   scenario(
