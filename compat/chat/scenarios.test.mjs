@@ -499,6 +499,8 @@ describe('chat scenarios: socketcluster-client users on two frontends sharing on
       const bobPort = bob.port;
       assert.equal(bobPort, cluster.ports[1], 'bob is on frontend 2');
 
+      // carol's only frontend is the one that dies: alice, on the survivor, watches her presence.
+      const carolPresence = await watchPresence(alice, carol.uid);
       const exit = await cluster.killFrontend(1);
       assert.equal(exit.signal, 'SIGKILL');
       await bob.ev.close.next(WAIT_MS, "bob's connection to the killed frontend to close");
@@ -539,9 +541,14 @@ describe('chat scenarios: socketcluster-client users on two frontends sharing on
       const live = newMessages(bob, room.id).map((e) => e.seq);
       assert.equal(new Set(live).size, live.length, `bob got no event twice: ${live}`);
 
+      // Nobody speaks for the dead frontend: its lease runs out and the survivor turns carol offline.
+      await carolPresence.waitStatus('offline', "carol offline once the dead frontend's lease ran out");
+      assert.equal((await alice.invoke('getUserPresence', { uid: bob.uid })).users[0].status, 'online', 'bob is online through frontend 1');
+
       // Frontend 2 comes back on its port with the same store; carol (whose only frontend it was) reconnects.
       await cluster.restartFrontend(1);
       await carol.ev.connect.waitForCount(2, RECONNECT_WAIT_MS, 'carol to reconnect to the restarted frontend 2');
+      await carolPresence.waitStatus('online', 'carol online again after reconnecting with her token');
       const { messages } = await carol.invoke('loadHistory', { rid: room.id });
       assert.equal(messages[messages.length - 1].seq, afterBob.seq, 'the restarted frontend reads the same store');
     },
