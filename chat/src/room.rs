@@ -134,8 +134,8 @@ impl Subscription {
 
     /// Does this member want a `notification` for a message that reaches them because of `cause`?
     /// Muted (`disableNotifications`) or level `nothing`: never. Level `all`: always. Level `mentions`
-    /// (and `default`, which is `mentions`): direct messages and mentions of them; `@all`/`@here` unless
-    /// `muteGroupMentions`. RC's `shouldNotifyDesktop` decides the same way.
+    /// (and `default`, which is `mentions`): direct messages, mentions of them and replies in their
+    /// threads; `@all`/`@here` unless `muteGroupMentions`. RC's `shouldNotifyDesktop` decides the same way.
     pub fn wants_notification(&self, cause: NotifyCause) -> bool {
         if self.disable_notifications {
             return false;
@@ -144,7 +144,7 @@ impl Subscription {
             NotifyLevel::Nothing => false,
             NotifyLevel::All => true,
             NotifyLevel::Default | NotifyLevel::Mentions => match cause {
-                NotifyCause::Direct | NotifyCause::Mention => true,
+                NotifyCause::Direct | NotifyCause::Mention | NotifyCause::Thread => true,
                 NotifyCause::GroupMention => !self.mute_group_mentions,
                 NotifyCause::Message => false,
             },
@@ -197,6 +197,8 @@ pub enum NotifyCause {
     Message,
     /// `@all` or `@here`.
     GroupMention,
+    /// A reply in a thread the member started or replied to.
+    Thread,
     /// `@username`.
     Mention,
     /// A message in a direct message.
@@ -208,6 +210,7 @@ impl NotifyCause {
         match self {
             NotifyCause::Message => "message",
             NotifyCause::GroupMention => "all",
+            NotifyCause::Thread => "thread",
             NotifyCause::Mention => "mention",
             NotifyCause::Direct => "dm",
         }
@@ -455,17 +458,18 @@ mod tests {
     fn notifications_follow_the_members_level_mute_and_group_mention_choice() {
         let mut s = member(RoomType::Channel, vec![]);
         use NotifyCause::*;
-        let wants = |s: &Subscription| [Message, GroupMention, Mention, Direct].map(|c| s.wants_notification(c));
-        assert_eq!(wants(&s), [false, true, true, true], "default = mentions");
+        let wants =
+            |s: &Subscription| [Message, GroupMention, Thread, Mention, Direct].map(|c| s.wants_notification(c));
+        assert_eq!(wants(&s), [false, true, true, true, true], "default = mentions");
         s.mute_group_mentions = true;
-        assert_eq!(wants(&s), [false, false, true, true]);
+        assert_eq!(wants(&s), [false, false, true, true, true]);
         s.notify = NotifyLevel::All;
-        assert_eq!(wants(&s), [true, true, true, true]);
+        assert_eq!(wants(&s), [true; 5]);
         s.notify = NotifyLevel::Nothing;
-        assert_eq!(wants(&s), [false, false, false, false]);
+        assert_eq!(wants(&s), [false; 5]);
         s.notify = NotifyLevel::All;
         s.disable_notifications = true;
-        assert_eq!(wants(&s), [false, false, false, false], "a muted room never notifies");
+        assert_eq!(wants(&s), [false; 5], "a muted room never notifies");
     }
 
     #[test]

@@ -170,8 +170,17 @@ async fn thread_replies_are_listed_for_readers_only() {
     let [_, alice, bob, carol] = &mut us[..] else { unreachable!() };
     let rid = room(alice, "createPrivateGroup", "threads", &["bob"]).await;
     let root = send(alice, &rid, "what do we name it?").await;
+    alice.c.subscribe(&format!("user/{}", alice.id)).await;
     for text in ["sc-cluster", "fabric"] {
         call(&mut bob.c, "sendMessage", json!({"rid": rid, "msg": text, "tmid": root["id"]})).await;
+    }
+    // The thread's author hears of each reply.
+    for text in ["sc-cluster", "fabric"] {
+        let note = alice.c.next_matching(|p| p["data"]["data"]["type"] == "notification").await;
+        assert_eq!(
+            (note["data"]["data"]["kind"].clone(), note["data"]["data"]["text"].clone()),
+            (json!("thread"), json!(text))
+        );
     }
     send(alice, &rid, "unrelated").await;
 

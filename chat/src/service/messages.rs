@@ -23,6 +23,9 @@ use crate::store::{MemberState, SearchQuery};
 use crate::unread::Seq;
 use crate::Result;
 
+/// Thread participants (besides the thread's author) a reply notifies at most.
+pub const MAX_THREAD_NOTIFIED: usize = 50;
+
 /// Characters of the message text a `notification` carries.
 pub const NOTIFICATION_EXCERPT_CHARS: usize = 200;
 
@@ -156,7 +159,8 @@ impl Service {
     /// for each member who wants one (§2.3), and hidden DMs shown again.
     ///
     /// Who is considered, and why (the strongest reason counts): every DM participant (`dm`); each
-    /// mentioned member (`mention`; a mention of a non-member notifies nobody, §7.4); every member on
+    /// mentioned member (`mention`; a mention of a non-member notifies nobody, §7.4); for a thread reply,
+    /// the thread's author and up to [`MAX_THREAD_NOTIFIED`] earlier repliers (`thread`); every member on
     /// `@all`/`@here` (`all`); members whose level is `all` (`message`). The last two are room-wide, so
     /// they happen only in rooms of at most `Notifications_Max_Room_Members` members (RC default 100; 0
     /// means up to [`MAX_LIST_PAGE`]), as RC stops "all messages" notifications above it: larger rooms
@@ -164,7 +168,8 @@ impl Service {
     /// ([`Subscription::wants_notification`]). The sender is never notified.
     ///
     /// Cost per message: nothing extra in a DM (its member list is read anyway); one indexed read of the
-    /// room's `all`-level members in a small room; one read per mention (≤ 50).
+    /// room's `all`-level members in a small room; one read per mention (≤ 50); for a reply, the root and
+    /// one read per participant (≤ 51).
     pub(super) async fn member_effects(&self, room: &Room, m: &Message) -> Result<Vec<Effect>> {
         let cap = match self.settings().notifications_max_room_members {
             0 => MAX_LIST_PAGE,
@@ -201,6 +206,22 @@ impl Service {
         } else if small {
             for sub in self.store.members_with_notify(&room.id, NotifyLevel::All, cap).await? {
                 consider(NotifyCause::Message, sub);
+            }
+        }
+        if let Some(tmid) = &m.tmid {
+            // The thread's author and the earlier repliers (the root lists them; bounded so a huge thread
+            // costs a bounded number of reads per reply).
+            if let Some(root) = self.store.get_message(tmid).await? {
+                let mut people = vec![root.u.id.clone()];
+                people.extend(root.replies.iter().take(MAX_THREAD_NOTIFIED).cloned());
+                for uid in people {
+                    if uid == m.u.id {
+                        continue;
+                    }
+                    if let Some(sub) = self.store.get_subscription(&room.id, &uid).await? {
+                        consider(NotifyCause::Thread, sub);
+                    }
+                }
             }
         }
         for mention in &m.mentions {
