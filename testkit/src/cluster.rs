@@ -714,6 +714,10 @@ impl Cluster {
         ]
         .map(str::to_owned)
         .to_vec();
+        // The demo RPCs and the chat both define `login`; a frontend runs one of them.
+        if self.frontend_args.iter().any(|a| a == "--store" || a == "--chat") {
+            args.retain(|a| a != "--demo-rpc");
+        }
         if let Some(d) = self.drain_window {
             args.extend(["--drain-window-ms".to_owned(), ms(d)]);
             // The shutdown timeout must exceed the window (the frontend refuses to start otherwise).
