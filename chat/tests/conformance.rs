@@ -751,6 +751,32 @@ pub async fn integrations_and_their_delivery_history_are_stored(h: &dyn Harness)
     assert_eq!(s.list_integrations(None, 10).await.unwrap(), vec![incoming]);
 }
 
+pub async fn thread_roots_are_listed_by_latest_reply(h: &dyn Harness) {
+    let s = h.open().await;
+    let alice = user(&*s, "alice").await;
+    let rid = group(&*s, &alice, "threads", &[]).await;
+    let reply = |root: &chat::message::Message, text: &str| {
+        let mut m = NewMessage::text(rid.clone(), uref(&alice), text);
+        m.tmid = Some(root.id.clone());
+        m
+    };
+    let first = say(&*s, &rid, &alice, "first root").await;
+    let second = say(&*s, &rid, &alice, "second root").await;
+    say(&*s, &rid, &alice, "no replies").await;
+    s.insert_message(reply(&first, "a")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    s.insert_message(reply(&second, "b")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    s.insert_message(reply(&first, "c")).await.unwrap();
+    let roots = s.thread_roots(&rid, None, 10).await.unwrap();
+    let ids: Vec<_> = roots.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids, vec![first.id.clone(), second.id.clone()], "latest reply first; no reply, no thread");
+    assert_eq!(roots[0].tcount, 2);
+    let older = s.thread_roots(&rid, roots[0].tlm, 10).await.unwrap();
+    assert_eq!(older.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), vec![second.id.clone()]);
+    assert_eq!(s.thread_roots(&rid, None, 1).await.unwrap().len(), 1);
+}
+
 // ------------------------------------------------------------------ instantiation
 
 macro_rules! suite {
@@ -774,6 +800,7 @@ macro_rules! suite {
                 permissions_and_settings_persist,
                 data_survives_reopening_the_store,
                 notification_preferences_are_stored_and_members_found_by_level,
+                thread_roots_are_listed_by_latest_reply,
                 manual_statuses_persist_per_user,
                 integrations_and_their_delivery_history_are_stored,
             );

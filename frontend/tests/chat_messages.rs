@@ -189,6 +189,11 @@ async fn thread_replies_are_listed_for_readers_only() {
     let first_seq = thread["messages"][0]["seq"].as_u64().unwrap();
     let rest = call(&mut alice.c, "getThreadMessages", json!({"tmid": root["id"], "afterSeq": first_seq})).await;
     assert_eq!(texts(&rest["messages"]), ["fabric"]);
+    let threads = call(&mut bob.c, "getThreadsList", json!({"rid": rid})).await;
+    assert_eq!(texts(&threads["threads"]), ["what do we name it?"]);
+    assert_eq!(threads["threads"][0]["tcount"], 2);
+    let e = call_err(&mut carol.c, "getThreadsList", json!({"rid": rid})).await;
+    assert_eq!(e["error"], "error-not-found");
     // The replies are off the main timeline.
     let history = call(&mut alice.c, "loadHistory", json!({"rid": rid})).await;
     assert!(!texts(&history["messages"]).contains(&"fabric".to_owned()));

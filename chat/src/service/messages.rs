@@ -120,6 +120,20 @@ impl Service {
         self.store.thread_messages(&root.id, after.unwrap_or(0), limits::page(limit, MAX_HISTORY_PAGE)).await
     }
 
+    /// `getThreadsList`: the room's thread roots, latest reply first; `before_tlm` pages to older ones.
+    pub async fn thread_roots(
+        &self,
+        caller: &Caller,
+        rid: &RoomId,
+        before_tlm: Option<crate::ids::Millis>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Message>> {
+        let (_, actor) = self.authenticate(caller).await?;
+        let (room, sub) = self.room_and_sub(&actor, rid).await?;
+        self.authorize(&actor, Method::ReadRoom, Some(RoomView { room: &room, sub: sub.as_ref() }))?;
+        self.store.thread_roots(rid, before_tlm, limits::page(limit, MAX_HISTORY_PAGE)).await
+    }
+
     /// `getPinnedMessages`: the room's pinned messages, newest pin first.
     pub async fn pinned_messages(&self, caller: &Caller, rid: &RoomId, limit: Option<usize>) -> Result<Vec<Message>> {
         let (_, actor) = self.authenticate(caller).await?;

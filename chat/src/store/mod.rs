@@ -267,6 +267,9 @@ pub trait Store: Send + Sync + 'static {
     /// Replies of a thread with `seq > after`, ascending.
     async fn thread_messages(&self, root: &MessageId, after: Seq, limit: usize) -> Result<Vec<Message>>;
     async fn pinned_messages(&self, room: &RoomId, limit: usize) -> Result<Vec<Message>>;
+    /// Thread roots of a room (messages with replies), latest reply first, those whose last reply is
+    /// before `before_tlm` when given (keyset cursor).
+    async fn thread_roots(&self, room: &RoomId, before_tlm: Option<Millis>, limit: usize) -> Result<Vec<Message>>;
     /// Full-text search, only in rooms the reader may read, tombstones excluded.
     async fn search_messages(&self, query: &SearchQuery) -> Result<Vec<Message>>;
 

@@ -1115,6 +1115,14 @@ impl Store for MongoStore {
         self.find_messages(f, doc! {"seq": 1}, page(Some(limit), MAX_HISTORY_PAGE)).await
     }
 
+    async fn thread_roots(&self, room: &RoomId, before_tlm: Option<Millis>, limit: usize) -> Result<Vec<Message>> {
+        let mut f = doc! {"rid": room.as_str(), "tcount": {"$gt": 0_i64}};
+        if let Some(before) = before_tlm {
+            f.insert("tlm", doc! {"$lt": before});
+        }
+        self.find_messages(f, doc! {"tlm": -1}, page(Some(limit), MAX_HISTORY_PAGE)).await
+    }
+
     async fn pinned_messages(&self, room: &RoomId, limit: usize) -> Result<Vec<Message>> {
         let f = doc! {"rid": room.as_str(), "pinned": true};
         self.find_messages(f, doc! {"pinnedAt": -1}, page(Some(limit), MAX_HISTORY_PAGE)).await

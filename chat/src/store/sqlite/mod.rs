@@ -315,6 +315,10 @@ impl Store for SqliteStore {
         let root = root.clone();
         self.call(move |c| ops::thread_messages(c, &root, after, limit)).await
     }
+    async fn thread_roots(&self, room: &RoomId, before_tlm: Option<Millis>, limit: usize) -> Result<Vec<Message>> {
+        let room = room.clone();
+        self.call(move |c| ops::thread_roots(c, &room, before_tlm, limit)).await
+    }
     async fn pinned_messages(&self, room: &RoomId, limit: usize) -> Result<Vec<Message>> {
         let room = room.clone();
         self.call(move |c| ops::pinned_messages(c, &room, limit)).await

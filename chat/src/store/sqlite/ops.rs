@@ -999,6 +999,14 @@ pub fn thread_messages(conn: &Connection, root: &MessageId, after: Seq, limit: u
     )
 }
 
+pub fn thread_roots(conn: &Connection, room: &RoomId, before: Option<Millis>, limit: usize) -> Result<Vec<Message>> {
+    message_list(
+        conn,
+        "m.rid = ?1 AND m.tcount > 0 AND (?2 IS NULL OR m.tlm < ?2) ORDER BY m.tlm DESC LIMIT ?3",
+        params![room.as_str(), before, i(page(Some(limit), crate::limits::MAX_HISTORY_PAGE) as u64)],
+    )
+}
+
 pub fn pinned_messages(conn: &Connection, room: &RoomId, limit: usize) -> Result<Vec<Message>> {
     message_list(
         conn,

@@ -20,6 +20,7 @@ pub const METHODS: &[&str] = &[
     "pinMessage",
     "unpinMessage",
     "getThreadMessages",
+    "getThreadsList",
     "getPinnedMessages",
     "messageSearch",
     "saveNotificationSettings",
@@ -128,6 +129,10 @@ async fn run(chat: &Arc<Chat>, caller: &Caller, name: &str, p: &Params) -> Resul
             let tmid = MessageId::from(p.str("tmid")?);
             let messages = svc.thread_messages(caller, &tmid, p.opt_u64("afterSeq")?, p.limit()?).await?;
             json!({ "messages": messages })
+        }
+        "getThreadsList" => {
+            let roots = svc.thread_roots(caller, &p.rid()?, p.opt_i64("before")?, p.limit()?).await?;
+            json!({ "threads": roots })
         }
         "getPinnedMessages" => json!({ "messages": svc.pinned_messages(caller, &p.rid()?, p.limit()?).await? }),
         "messageSearch" => {
