@@ -90,6 +90,11 @@ permissions! {
     AssignRoles = "assign-roles" => [Admin],
     AccessPermissions = "access-permissions" => [Admin],
     LogoutOtherUser = "logout-other-user" => [Admin],
+    /// The admin user list, deactivated accounts included (RC's name).
+    ViewUserAdministration = "view-user-administration" => [Admin],
+    /// Read every setting; without it only the public ones (`settings::PUBLIC`).
+    ViewPrivilegedSetting = "view-privileged-setting" => [Admin],
+    EditPrivilegedSetting = "edit-privileged-setting" => [Admin],
 }
 
 impl Serialize for Permission {

@@ -77,6 +77,9 @@ pub enum Method<'a> {
     AdminIssueToken,
     AdminSetPermission,
     AdminLogoutUser,
+    AdminListUsers,
+    AdminViewSettings,
+    AdminEditSettings,
     // Room.
     /// `room.get`, `room.members`, `message.history`, `message.sync`, `thread.*` reads, `listPinned`.
     ReadRoom,
@@ -195,6 +198,9 @@ impl Policy<'_> {
             Method::AdminIssueToken => Permission::UserGenerateAccessToken,
             Method::AdminSetPermission => Permission::AccessPermissions,
             Method::AdminLogoutUser => Permission::LogoutOtherUser,
+            Method::AdminListUsers => Permission::ViewUserAdministration,
+            Method::AdminViewSettings => Permission::ViewPrivilegedSetting,
+            Method::AdminEditSettings => Permission::EditPrivilegedSetting,
             _ => return Err(ChatError::invalid("room", "this method needs a room")),
         };
         self.require(actor, perm, None)

@@ -344,6 +344,8 @@ pub fn dm_key(participants: &[UserId]) -> String {
 /// Editable descriptive fields (`room.update`); `None` leaves a field unchanged.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoomPatch {
+    /// New slug (channels and groups only; unique like at creation: `Conflict` when taken).
+    pub name: Option<String>,
     pub fname: Option<String>,
     pub topic: Option<String>,
     pub description: Option<String>,
@@ -355,6 +357,9 @@ pub struct RoomPatch {
 
 impl RoomPatch {
     pub fn validate(&self) -> Result<()> {
+        if let Some(n) = &self.name {
+            validate_name("name", n)?;
+        }
         if let Some(f) = &self.fname {
             if f.trim().is_empty() {
                 return Err(ChatError::invalid("fname", "must not be empty"));

@@ -31,6 +31,7 @@ use crate::user::{NewUser, User, UserKind};
 use crate::{ChatError, Result};
 
 mod abuse;
+pub mod admin;
 mod integrations;
 mod live;
 mod messages;
@@ -66,6 +67,9 @@ pub enum Effect {
     Kick { rid: RoomId, uid: UserId },
     /// On every frontend, close the sockets authenticated with one of `sessions`.
     CloseSessions { uid: UserId, sessions: Vec<SessionId> },
+    /// On every other frontend, reload the permission table and the settings from the store (an admin
+    /// changed them here; this service has the new values already).
+    ReloadPolicy,
 }
 
 /// A result and what to do about it.
@@ -378,9 +382,13 @@ impl Service {
         Ok((user, actor))
     }
 
-    /// Revokes the caller's session; its sockets are closed everywhere.
+    /// Revokes the caller's session; its sockets are closed everywhere. A socket authenticated with a
+    /// personal access token only logs itself out: the token lives until removed (`admin.rs`).
     pub async fn logout(&self, caller: &Caller) -> Result<Outcome<()>> {
         self.authenticate(caller).await?;
+        if self.store.get_session(&caller.sid).await?.is_some_and(|s| s.kind == SessionKind::Pat) {
+            return Ok(Outcome::new((), Vec::new()));
+        }
         self.store.revoke_session(&caller.sid).await?;
         let effects = vec![
             publish_user(&caller.uid, event("session.revoked", json!({ "sessionId": caller.sid }))),

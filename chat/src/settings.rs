@@ -15,6 +15,24 @@ pub enum UnreadCount {
     UserAndGroupMentionsOnly,
 }
 
+/// Settings every authenticated user may read (clients need them to behave: limits, what is allowed);
+/// the rest need `view-privileged-setting`.
+pub const PUBLIC: &[&str] = &[
+    "Message_MaxAllowedSize",
+    "Message_AllowEditing",
+    "Message_AllowEditing_BlockEditInMinutes",
+    "Message_AllowDeleting",
+    "Message_AllowDeleting_BlockDeleteInMinutes",
+    "Message_AllowPinning",
+    "Message_ShowDeletedStatus",
+    "DirectMesssage_maxUsers",
+    "FileUpload_MaxFileSize",
+    "FileUpload_MediaTypeBlackList",
+    "Accounts_RegistrationForm",
+    "Unread_Count",
+    "Unread_Count_DM",
+];
+
 /// The settings the chat domain reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -148,6 +166,18 @@ impl Settings {
             .map_err(|_| ChatError::invalid("value", "wrong type for this setting"))?;
         s.validate()?;
         Ok(s)
+    }
+
+    /// Every setting as `(key, value)`, by key.
+    pub fn pairs(&self) -> Vec<(String, serde_json::Value)> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => {
+                let mut v: Vec<_> = m.into_iter().collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn validate(&self) -> Result<()> {

@@ -173,6 +173,9 @@ pub trait Store: Send + Sync + 'static {
     /// Active users whose username starts with `prefix`, by username.
     async fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>>;
     async fn count_users(&self) -> Result<u64>;
+    /// Every user, deactivated ones included (the admin list), by lower-cased username after the
+    /// `after` username (keyset cursor, case-insensitive).
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<Vec<User>>;
     /// Activates or deactivates; deactivation revokes every session and returns their ids.
     async fn set_user_active(&self, id: &UserId, active: bool) -> Result<Vec<SessionId>>;
     async fn set_user_roles(&self, id: &UserId, roles: Vec<Role>) -> Result<User>;
@@ -203,6 +206,7 @@ pub trait Store: Send + Sync + 'static {
     async fn rooms_for_user(&self, user: &UserId, updated_since: Option<Millis>) -> Result<Vec<Room>>;
     /// Public channels whose name contains `term`, by name, after the `after` name (keyset cursor).
     async fn directory(&self, term: &str, after: Option<&str>, limit: usize) -> Result<Vec<Room>>;
+    /// Applies the patch; a new `name` must be free (`Conflict`) and is refused for a DM (`Invalid`).
     async fn update_room(&self, id: &RoomId, patch: RoomPatch) -> Result<Room>;
     async fn set_archived(&self, id: &RoomId, archived: bool) -> Result<Room>;
     /// Removes the room, its subscriptions and messages; returns the former members.

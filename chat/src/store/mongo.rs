@@ -431,6 +431,21 @@ impl Store for MongoStore {
         self.users().count_documents(doc! {}).await.map_err(err("count_users"))
     }
 
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<Vec<User>> {
+        let filter = match after {
+            Some(a) => doc! {"usernameLower": {"$gt": a.to_lowercase()}},
+            None => doc! {},
+        };
+        let cursor = self
+            .users()
+            .find(filter)
+            .sort(doc! {"usernameLower": 1})
+            .limit(n(page(Some(limit), MAX_LIST_PAGE) as u64))
+            .await
+            .map_err(err("list_users"))?;
+        Ok(self.collect(cursor, "list_users").await?.into_iter().map(|d| d.user).collect())
+    }
+
     async fn set_user_active(&self, id: &UserId, active: bool) -> Result<Vec<SessionId>> {
         let r = self
             .users()
@@ -664,6 +679,13 @@ impl Store for MongoStore {
     async fn update_room(&self, id: &RoomId, patch: RoomPatch) -> Result<Room> {
         patch.validate()?;
         let mut set = doc! {"updatedAt": now_ms()};
+        if let Some(v) = patch.name {
+            if self.require_room(id).await?.t == RoomType::Direct {
+                return Err(ChatError::invalid("name", "a direct message has no name"));
+            }
+            set.insert("nameLower", v.to_lowercase());
+            set.insert("name", v);
+        }
         if let Some(v) = patch.fname {
             set.insert("fname", v);
         }
@@ -685,13 +707,17 @@ impl Store for MongoStore {
         if let Some(v) = patch.default {
             set.insert("default", v);
         }
-        self.rooms()
+        // The unique `nameLower` index decides a rename race.
+        match self
+            .rooms()
             .find_one_and_update(doc! {"_id": id.as_str()}, doc! {"$set": set})
             .return_document(ReturnDocument::After)
             .await
-            .map_err(err("update_room"))?
-            .map(|d| d.room)
-            .ok_or_else(|| ChatError::not_found("room"))
+        {
+            Ok(found) => found.map(|d| d.room).ok_or_else(|| ChatError::not_found("room")),
+            Err(e) if is_duplicate(&e) => Err(ChatError::Conflict { what: "room name" }),
+            Err(e) => Err(err("update_room")(e)),
+        }
     }
 
     async fn set_archived(&self, id: &RoomId, archived: bool) -> Result<Room> {

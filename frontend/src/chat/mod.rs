@@ -427,6 +427,8 @@ impl Chat {
                     self.close_local(&node, &sessions);
                     (CONTROL_CHANNEL.to_owned(), control("revoke", json!({ "uid": uid, "sessions": sessions })))
                 }
+                // This node's service has the new table already; the others re-read the store.
+                Effect::ReloadPolicy => (CONTROL_CHANNEL.to_owned(), control("reload", json!({}))),
             };
             if let Err(e) = node.publish(&channel, Some(data)).await {
                 // Stored already: clients catch up with syncMessages / subscriptions.get.
@@ -464,6 +466,14 @@ impl Chat {
                 };
                 let changes = self.presence.set_manual(&::chat::ids::UserId::from(uid), manual);
                 self.deliver_presence(&changes);
+            }
+            Some("reload") => {
+                let service = self.service.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = service.reload_policy().await {
+                        warn!(error = %e, "reloading permissions and settings failed");
+                    }
+                });
             }
             other => warn!(?other, "unknown chat control message"),
         }

@@ -134,6 +134,10 @@ impl Store for SqliteStore {
     async fn count_users(&self) -> Result<u64> {
         self.call(|c| ops::count_users(c)).await
     }
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<Vec<User>> {
+        let after = after.map(str::to_owned);
+        self.call(move |c| ops::list_users(c, after.as_deref(), limit)).await
+    }
     async fn set_user_active(&self, id: &UserId, active: bool) -> Result<Vec<SessionId>> {
         let id = id.clone();
         self.call(move |c| ops::set_user_active(c, &id, active)).await

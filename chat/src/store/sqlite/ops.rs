@@ -11,7 +11,7 @@ use crate::message::{Message, NewMessage};
 use crate::permissions::Permission;
 use crate::roles::{validate_global_roles, validate_room_roles, Role};
 use crate::room::{
-    check_owner_handover, creator_roles, NewRoom, NotifyLevel, Room, RoomPatch, Subscription, SubscriptionPrefs,
+    check_owner_handover, creator_roles, NewRoom, NotifyLevel, Room, RoomPatch, RoomType, Subscription, SubscriptionPrefs,
 };
 use crate::store::{
     quoted_terms, Created, MemberState, NewSession, Page, SearchQuery, Session, SessionKind, SubscriptionDelta,
@@ -127,6 +127,18 @@ pub fn search_users(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec
     let rows =
         st.query_map(params![pattern, i(page(Some(limit), MAX_LIST_PAGE) as u64)], rows::user).ctx("search_users")?;
     rows.collect::<rusqlite::Result<_>>().ctx("search_users")
+}
+
+pub fn list_users(conn: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<User>> {
+    let after = after.map(str::to_lowercase);
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {USER_COLS} FROM users WHERE (?1 IS NULL OR username_lower > ?1) ORDER BY username_lower LIMIT ?2"
+        ))
+        .ctx("list_users")?;
+    let rows =
+        st.query_map(params![after, i(page(Some(limit), MAX_LIST_PAGE) as u64)], rows::user).ctx("list_users")?;
+    rows.collect::<rusqlite::Result<_>>().ctx("list_users")
 }
 
 fn escape_like(s: &str) -> String {
@@ -423,6 +435,25 @@ pub fn update_room(conn: &mut Connection, id: &RoomId, patch: RoomPatch) -> Resu
     patch.validate()?;
     let tx = tx(conn, OP)?;
     let mut room = require_room(&tx, id)?;
+    if let Some(v) = patch.name {
+        if room.t == RoomType::Direct {
+            return Err(ChatError::invalid("name", "a direct message has no name"));
+        }
+        let lower = v.to_lowercase();
+        let taken: bool = tx
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM rooms WHERE name_lower = ?1 AND id <> ?2)",
+                params![lower, id.as_str()],
+                |r| r.get(0),
+            )
+            .ctx(OP)?;
+        if taken {
+            return Err(ChatError::Conflict { what: "room name" });
+        }
+        tx.execute("UPDATE rooms SET name = ?2, name_lower = ?3 WHERE id = ?1", params![id.as_str(), v, lower])
+            .ctx(OP)?;
+        room.name = Some(v);
+    }
     if let Some(v) = patch.fname {
         room.fname = v;
     }

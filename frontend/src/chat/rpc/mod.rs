@@ -12,6 +12,7 @@ use ::chat::ChatError;
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
+mod admin;
 mod base;
 mod live;
 mod messages;
@@ -34,6 +35,7 @@ pub fn methods() -> impl Iterator<Item = &'static str> {
         .chain(base::METHODS)
         .chain(messages::METHODS)
         .chain(live::METHODS)
+        .chain(admin::METHODS)
         .copied()
 }
 
@@ -127,11 +129,16 @@ pub async fn call(chat: &Arc<Chat>, caller: &Caller, name: &str, p: &Params) -> 
     if let Some(result) = live::call(chat, caller, name, p).await {
         return result;
     }
+    if let Some(result) = admin::call(chat, caller, name, p).await {
+        return result;
+    }
     Err(invalid("event", "unknown chat method"))
 }
 
 /// `login {user|username, password}` or `login {resume}`: authenticates the socket with a short-lived
-/// token carrying `uid` and `sid`. Only a password login returns the session's bearer `token`.
+/// token carrying `uid` and `sid`. Only a password login returns the session's bearer `token`. `resume`
+/// takes a login token or a personal access token alike (bots log in this way; the socket's `sid` is
+/// then the token's id, so removing the token closes the socket).
 async fn login(chat: &Arc<Chat>, ctx: &mut Context<'_>, p: &Params) -> Result<Value, ChatError> {
     let svc = chat.service();
     let login = match p.opt_str("resume")? {
