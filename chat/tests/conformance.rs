@@ -777,6 +777,46 @@ pub async fn thread_roots_are_listed_by_latest_reply(h: &dyn Harness) {
     assert_eq!(s.thread_roots(&rid, None, 1).await.unwrap().len(), 1);
 }
 
+pub async fn users_are_listed_with_deactivated_ones_by_a_cursor(h: &dyn Harness) {
+    let s = h.open().await;
+    for name in ["Carol", "alice", "bob", "dave"] {
+        user(&*s, name).await;
+    }
+    let carol = s.user_by_username("carol").await.unwrap().unwrap();
+    s.set_user_active(&carol.id, false).await.unwrap();
+    let names = |us: Vec<User>| us.into_iter().map(|u| u.username).collect::<Vec<_>>();
+    assert_eq!(names(s.list_users(None, 10).await.unwrap()), ["alice", "bob", "Carol", "dave"]);
+    let first = s.list_users(None, 2).await.unwrap();
+    assert_eq!(names(first.clone()), ["alice", "bob"]);
+    let next = s.list_users(Some(&first[1].username), 2).await.unwrap();
+    assert_eq!(names(next.clone()), ["Carol", "dave"], "deactivated users are listed, the cursor ignores case");
+    assert!(!next[0].active);
+    assert!(s.list_users(Some("DAVE"), 2).await.unwrap().is_empty());
+    assert!(s.search_users("c", 10).await.unwrap().is_empty(), "the directory still hides deactivated users");
+}
+
+pub async fn rooms_are_renamed_to_free_names_only(h: &dyn Harness) {
+    let s = h.open().await;
+    let alice = user(&*s, "alice").await;
+    let bob = user(&*s, "bob").await;
+    let general = channel(&*s, &alice, "general", &[]).await;
+    let team = group(&*s, &alice, "team", &[]).await;
+    let rename = |n: &str| RoomPatch { name: Some(n.into()), ..Default::default() };
+    let renamed = s.update_room(&general, rename("lobby")).await.unwrap();
+    assert_eq!(renamed.name.as_deref(), Some("lobby"));
+    assert_eq!(s.room_by_name("LOBBY").await.unwrap().unwrap().id, general);
+    assert!(s.room_by_name("general").await.unwrap().is_none(), "the old name is free again");
+    let e = s.update_room(&team, rename("Lobby")).await.unwrap_err();
+    assert!(matches!(e, ChatError::Conflict { .. }), "{e:?}");
+    assert_eq!(s.get_room(&team).await.unwrap().unwrap().name.as_deref(), Some("team"), "nothing changed");
+    s.update_room(&team, rename("general")).await.unwrap();
+    let same = s.update_room(&general, rename("Lobby")).await.unwrap();
+    assert_eq!(same.name.as_deref(), Some("Lobby"), "a room may change the case of its own name");
+    let dm = s.create_room(NewRoom::direct(alice.id.clone(), vec![bob.id.clone()], 8).unwrap()).await.unwrap().value;
+    assert!(matches!(s.update_room(&dm.id, rename("dm")).await, Err(ChatError::Invalid { .. })));
+    assert!(matches!(s.update_room(&general, rename("bad name")).await, Err(ChatError::Invalid { .. })));
+}
+
 // ------------------------------------------------------------------ instantiation
 
 macro_rules! suite {
@@ -803,6 +843,8 @@ macro_rules! suite {
                 thread_roots_are_listed_by_latest_reply,
                 manual_statuses_persist_per_user,
                 integrations_and_their_delivery_history_are_stored,
+                users_are_listed_with_deactivated_ones_by_a_cursor,
+                rooms_are_renamed_to_free_names_only,
             );
         }
     };

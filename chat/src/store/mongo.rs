@@ -683,7 +683,14 @@ impl Store for MongoStore {
             if self.require_room(id).await?.t == RoomType::Direct {
                 return Err(ChatError::invalid("name", "a direct message has no name"));
             }
-            set.insert("nameLower", v.to_lowercase());
+            let lower = v.to_lowercase();
+            // Checked first because nx-27017 answers a findAndModify that breaks a unique index with
+            // no document instead of a duplicate-key error; the index still decides a race on MongoDB.
+            let taken = doc! {"nameLower": &lower, "_id": {"$ne": id.as_str()}};
+            if self.rooms().find_one(taken).await.map_err(err("update_room"))?.is_some() {
+                return Err(ChatError::Conflict { what: "room name" });
+            }
+            set.insert("nameLower", lower);
             set.insert("name", v);
         }
         if let Some(v) = patch.fname {
