@@ -11,8 +11,8 @@
 //!
 //! Rows whose operation has no service method in this crate yet are decided by the same policy and
 //! covered at that level by `policy::tests::every_role_times_every_method_matches_the_section_3_matrix`:
-//! user directory/search, set own status, react, pin, typing, uploads, message search, posting as an
-//! alias, rate-limit bypass, integrations.
+//! user directory/search, set own status, typing, uploads, posting as an alias, rate-limit bypass,
+//! integrations. The send rate limit (§7.1) is switched off here: this test is about permissions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,11 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chat::ids::{MessageId, RoomId};
+use chat::message::{NewMessage, UserRef};
 use chat::permissions::Permission;
 use chat::roles::Role;
 use chat::room::RoomType;
 use chat::service::admin::RoomSettings;
-use chat::service::{room_channel, Caller, SendInput, Service, UserInput};
+use chat::service::{room_channel, Caller, SearchInput, SendInput, Service, UserInput};
 use chat::store::sqlite::SqliteStore;
 use chat::ChatError;
 use serde_json::json;
@@ -111,6 +112,7 @@ async fn world() -> World {
     let store = SqliteStore::open(dir.path().join("chat.db")).await.unwrap();
     let svc = Service::new(Arc::new(store)).await.unwrap();
     svc.bootstrap_admin("root", PW).await.unwrap();
+    svc.set_setting_as_operator("Message_RateLimit_PerSecond", json!(0)).await.unwrap();
     let admin = login(&svc, "root").await;
     let accounts = [
         ("olivia", Role::User),
@@ -196,6 +198,12 @@ impl World {
             .unwrap()
             .value
             .id
+    }
+
+    /// A message by `extra`, written straight to the store: setup, not under test.
+    async fn seed(&self, rid: &RoomId, text: &str) -> MessageId {
+        let author = UserRef { id: self.extra.caller.uid.clone(), username: "extra".into(), name: "extra".into() };
+        self.svc.store().insert_message(NewMessage::text(rid.clone(), author, text)).await.unwrap().value.id
     }
 
     async fn post(&self, who: &Caller, rid: &RoomId, text: &str) -> Result<MessageId, ChatError> {
@@ -395,6 +403,45 @@ fn rows() -> Vec<Row> {
                 .await
             }),
         },
+        Row {
+            op: "non-member: search in a private group = missing room",
+            want: [NF; 6],
+            run: cell!(|w, c| {
+                as_if_missing(w, P, |rid| async move {
+                    let input = SearchInput { text: "secret".into(), rid: Some(rid), limit: None };
+                    w.svc.search(w.me(c), input).await.map(|_| ())
+                })
+                .await
+            }),
+        },
+        Row {
+            op: "non-member: a search of all one's rooms finds nothing of a private group",
+            want: [Y; 6],
+            run: cell!(|w, c| {
+                let rid = w.foreign_room(P).await;
+                let word = w.unique("needle").replace('-', "");
+                w.post(&w.host.caller, &rid, &word).await?;
+                let own =
+                    w.svc.search(&w.host.caller, SearchInput { text: word.clone(), rid: None, limit: None }).await?;
+                if own.is_empty() {
+                    return Err(ChatError::Invalid { field: "test", reason: "the member's own search misses it" });
+                }
+                let hits = w.svc.search(w.me(c), SearchInput { text: word, rid: None, limit: None }).await?;
+                if hits.is_empty() {
+                    Ok(())
+                } else {
+                    Err(ChatError::Invalid { field: "test", reason: "search leaked a private message" })
+                }
+            }),
+        },
+        Row {
+            op: "non-member: pinned list of a private group = missing room",
+            want: [NF; 6],
+            run: cell!(|w, c| {
+                as_if_missing(w, P, |rid| async move { w.svc.pinned_messages(w.me(c), &rid, None).await.map(|_| ()) })
+                    .await
+            }),
+        },
         // ---- membership
         Row {
             op: "leave channel (leave-c; the owner is not the last one here)",
@@ -592,7 +639,7 @@ fn rows() -> Vec<Row> {
             want: [Y, Y, Y, Y, Y, Y],
             run: cell!(|w, c| {
                 let rid = w.room(P, false).await;
-                let root = w.post(&w.extra.caller, &rid, "root").await?;
+                let root = w.seed(&rid, "root").await;
                 let input = SendInput { rid, msg: "reply".into(), client_msg_id: None, tmid: Some(root), tshow: false };
                 w.svc.send(w.me(c), input).await.map(|_| ())
             }),
@@ -611,7 +658,7 @@ fn rows() -> Vec<Row> {
             want: [Y, Y, Y, NA, NA, NA],
             run: cell!(|w, c| {
                 let rid = w.room(C, false).await;
-                let mid = w.post(&w.extra.caller, &rid, "mine").await?;
+                let mid = w.seed(&rid, "mine").await;
                 w.svc.edit(w.me(c), &mid, "yours").await.map(|_| ())
             }),
         },
@@ -629,8 +676,45 @@ fn rows() -> Vec<Row> {
             want: [Y, Y, Y, NA, NA, NA],
             run: cell!(|w, c| {
                 let rid = w.room(C, false).await;
-                let mid = w.post(&w.extra.caller, &rid, "spam").await?;
+                let mid = w.seed(&rid, "spam").await;
                 w.svc.delete(w.me(c), &mid).await.map(|_| ())
+            }),
+        },
+        Row {
+            op: "react (membership)",
+            want: [Y, Y, Y, Y, Y, Y],
+            run: cell!(|w, c| {
+                let rid = w.room(P, false).await;
+                let mid = w.seed(&rid, "nice").await;
+                w.svc.set_reaction(w.me(c), &mid, ":tada:", Some(true)).await.map(|_| ())
+            }),
+        },
+        Row {
+            op: "react in a read-only room (post-readonly unless reactions are allowed)",
+            want: [Y, Y, Y, READ_ONLY, READ_ONLY, READ_ONLY],
+            run: cell!(|w, c| {
+                let rid = w.room(C, true).await;
+                let mid = w.seed(&rid, "announcement").await;
+                w.svc.set_reaction(w.me(c), &mid, ":tada:", Some(true)).await.map(|_| ())
+            }),
+        },
+        Row {
+            op: "pin (pin-message)",
+            want: [Y, Y, Y, NA, NA, NA],
+            run: cell!(|w, c| {
+                let rid = w.room(C, false).await;
+                let mid = w.seed(&rid, "important").await;
+                w.svc.set_pinned(w.me(c), &mid, true).await.map(|_| ())
+            }),
+        },
+        Row {
+            op: "list pinned messages and search a room as member",
+            want: [Y, Y, Y, Y, Y, Y],
+            run: cell!(|w, c| {
+                let rid = w.room(P, false).await;
+                w.svc.pinned_messages(w.me(c), &rid, None).await?;
+                let input = SearchInput { text: "anything".into(), rid: Some(rid), limit: None };
+                w.svc.search(w.me(c), input).await.map(|_| ())
             }),
         },
         // ---- users, roles, permissions, settings (admin only)
