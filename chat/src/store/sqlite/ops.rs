@@ -11,7 +11,8 @@ use crate::message::{Message, NewMessage};
 use crate::permissions::Permission;
 use crate::roles::{validate_global_roles, validate_room_roles, Role};
 use crate::room::{
-    check_owner_handover, creator_roles, NewRoom, NotifyLevel, Room, RoomPatch, RoomType, Subscription, SubscriptionPrefs,
+    check_owner_handover, creator_roles, NewRoom, NotifyLevel, Room, RoomPatch, RoomType, Subscription,
+    SubscriptionPrefs,
 };
 use crate::store::{
     quoted_terms, Created, MemberState, NewSession, Page, SearchQuery, Session, SessionKind, SubscriptionDelta,
