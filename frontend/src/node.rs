@@ -32,9 +32,12 @@ impl Default for App {
     }
 }
 
-/// Read buffer each socket starts with. tungstenite's default (128 KiB,
-/// allocated up front) would make an idle socket cost far more than its state.
-const WS_READ_BUFFER: usize = 4 * 1024;
+/// Read buffer each socket starts with, allocated and zero-filled when it
+/// opens. tungstenite's default (128 KiB) would make an idle socket cost far
+/// more than its state; 1 KiB holds the frames clients send most (pongs,
+/// subscribes, small publishes), and a larger frame reserves its full length
+/// when its header arrives (it is then read 1 KiB per call).
+const WS_READ_BUFFER: usize = 1024;
 /// Bytes tungstenite gathers before writing; a turn's frames go out in one write.
 const WS_WRITE_BUFFER: usize = 64 * 1024;
 

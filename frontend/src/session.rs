@@ -138,7 +138,10 @@ where
                 }
                 Flow::Close(code)
             }
-            msg = ws.next() => s.on_message(msg).await,
+            // Boxed: a packet's handling (hooks, handlers, upstream calls) is the
+            // largest state of this loop, and an idle socket should not carry
+            // room for it in its task; one allocation per frame is cheap next to it.
+            msg = ws.next() => Box::pin(s.on_message(msg)).await,
             item = s.rx.recv() => match item {
                 Some(item) => { s.on_outgoing(item); Flow::Continue }
                 None => Flow::Gone,
@@ -156,7 +159,7 @@ where
             Flow::Continue => {}
             Flow::Gone => break,
             Flow::Close(code) => {
-                close(&mut ws, code).await;
+                Box::pin(close(&mut ws, code)).await;
                 break;
             }
         }
