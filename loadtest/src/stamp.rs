@@ -56,18 +56,41 @@ impl Default for Scanner {
 }
 
 impl Scanner {
+    /// A scanner for payloads that follow `mark` instead of `"data":"` (the
+    /// chat scenario's stamps are the `"msg":"` of a stored message).
+    #[must_use]
+    pub fn after(mark: &'static [u8]) -> Scanner {
+        Scanner { finder: memmem::Finder::new(mark) }
+    }
+
+    /// Like [`Scanner::scan`], also giving where each match starts in `frame`;
+    /// `f` gets `None` for a match that is not a well-formed stamp.
+    pub fn scan_at(&self, frame: &[u8], mut f: impl FnMut(usize, Option<Stamp>)) {
+        let len = self.finder.needle().len();
+        for pos in self.finder.find_iter(frame) {
+            f(pos, parse(&frame[pos + len..]));
+        }
+    }
+
     /// Calls `f` for every well-formed payload in `frame`; returns how many
     /// matches were not well-formed stamps.
     pub fn scan(&self, frame: &[u8], mut f: impl FnMut(Stamp)) -> u64 {
         let mut bad = 0;
+        let len = self.finder.needle().len();
         for pos in self.finder.find_iter(frame) {
-            match parse(&frame[pos + MARK.len()..]) {
+            match parse(&frame[pos + len..]) {
                 Some(s) => f(s),
                 None => bad += 1,
             }
         }
         bad
     }
+}
+
+/// Reads a stamp at the start of `b` (a payload's contents, without the quote).
+#[must_use]
+pub fn parse_payload(b: &[u8]) -> Option<Stamp> {
+    parse(b)
 }
 
 fn parse(b: &[u8]) -> Option<Stamp> {

@@ -221,3 +221,82 @@ async fn reshard_loses_nothing_on_planned_changes_and_dates_the_loss_of_a_kill()
         3
     );
 }
+
+/// Two frontends of a cluster with the chat on one SQLite store: every
+/// acknowledged message reaches every member of its room exactly once and in
+/// `seq` order; a second run over the same store reuses the users (session
+/// tokens from the cache, no new accounts) and rooms and adds up the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_delivers_every_message_to_every_member_once_in_order_and_reruns_reuse_the_setup() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let password = "smoke-admin-password";
+    // The frontends read the first admin's password from their environment (inherited).
+    std::env::set_var("CHAT_ADMIN_PASSWORD", password);
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .frontends(2)
+        .frontend_arg("--store")
+        .frontend_arg(format!("sqlite:{}", store.path().join("chat.db").display()))
+        .frontend_arg("--bootstrap-admin")
+        .frontend_arg("smoke-admin")
+        .start()
+        .await;
+    let (a, b) = (cluster.frontend_url(0), cluster.frontend_url(1));
+    let cache = store.path().join("tokens.json");
+    let cache = cache.display().to_string();
+    let words = [
+        "chat",
+        "--url",
+        &a,
+        "--url",
+        &b,
+        "--admin",
+        "smoke-admin",
+        "--admin-password",
+        password,
+        "--token-cache",
+        &cache,
+        "--users",
+        "8",
+        "--rooms",
+        "3",
+        "--rooms-per-user",
+        "2",
+        "--posters",
+        "0.5",
+        "--rate",
+        "40",
+        "--duration",
+        "2",
+        "--readers",
+        "0.25",
+        "--read-every",
+        "0.5",
+    ];
+    for run_no in 0..2 {
+        let out = tempfile::tempdir().expect("tempdir");
+        let r = run(&words, out.path()).await;
+        let res = &r.results;
+        assert_eq!((u(&res["connected"]), u(&res["closed"])), (8, 0), "run {run_no}: {res:#}");
+        let (posted, acked, expected, delivered) =
+            (u(&res["posted"]), u(&res["acked"]), u(&res["expected"]), u(&res["delivered"]));
+        assert!(posted >= 60, "run {run_no}: 40/s for 2 s: {res:#}");
+        assert_eq!((acked, u(&res["failed"]), u(&res["unacked"]), u(&res["skipped"])), (posted, 0, 0, 0), "{res:#}");
+        // 8 users × 2 rooms over 3 rooms: 6, 5 and 5 members; each message reaches all of its room's.
+        assert!(expected >= posted * 5 && expected <= posted * 6, "run {run_no}: {res:#}");
+        assert_eq!((delivered, u(&res["lost"])), (expected, 0), "run {run_no}: {res:#}");
+        assert_eq!((u(&res["duplicated"]), u(&res["out_of_order"]), u(&res["unexpected"])), (0, 0, 0), "{res:#}");
+        assert_eq!(res["deliver_latency"]["count"].as_u64(), Some(delivered), "one latency per delivery");
+        assert_eq!(res["ack_latency"]["count"].as_u64(), Some(acked), "one latency per acknowledgement");
+        assert!(u(&res["reads_ok"]) >= 4 && u(&res["reads_failed"]) == 0, "2 readers every 0.5 s: {res:#}");
+        // The cluster's four processes were not given: nothing measured, nothing made up.
+        assert_eq!(res["server"]["processes"], serde_json::json!([]), "{res:#}");
+        assert!(out.path().join("report.json").is_file());
+        if run_no == 1 {
+            assert_eq!(u(&res["other_messages"]), 0, "the second run joins no room anew: {res:#}");
+        }
+    }
+    let tokens: serde_json::Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(&cache).expect("token cache")).expect("JSON");
+    assert_eq!(tokens.len(), 8);
+}

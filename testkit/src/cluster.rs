@@ -485,6 +485,26 @@ impl Cluster {
         self.frontends[i].proc.is_running()
     }
 
+    /// Name and process id of every running node (state server, brokers, frontends), for
+    /// measuring their CPU and memory from `/proc`.
+    pub fn pids(&mut self) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        if self.state.proc.is_running() {
+            out.extend(self.state.proc.pid().map(|p| ("state-server".to_owned(), p)));
+        }
+        for b in &mut self.brokers {
+            if b.proc.is_running() {
+                out.extend(b.proc.pid().map(|p| (format!("broker {}", b.id), p)));
+            }
+        }
+        for f in &mut self.frontends {
+            if f.proc.is_running() {
+                out.extend(f.proc.pid().map(|p| (format!("frontend {}", f.id), p)));
+            }
+        }
+        out
+    }
+
     /// The state server's HTTP address (`/status`, `/metrics`).
     #[must_use]
     pub fn state_http(&self) -> SocketAddr {

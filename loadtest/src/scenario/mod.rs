@@ -1,13 +1,13 @@
 //! The scenarios, one clap subcommand each. Every scenario is bounded in
 //! count and time and stops by itself; each returns a [`Report`].
 //!
-//! Adding one (the chat layer's `chat` scenario — login, join rooms, post,
-//! read, typing — goes here): write `scenario/<name>.rs` with an `Args`
+//! Adding one: write `scenario/<name>.rs` with an `Args`
 //! struct that flattens [`Common`], a `worker(args, io)` that runs one
 //! worker's share of the sockets against [`crate::workers::WorkerIo`], and a
 //! `run(args, argv)` that starts the workers with [`start_workers`], drives
 //! steps, and merges what they send; then add a variant to [`Command`].
 
+pub mod chat;
 pub mod connect;
 pub mod fanout;
 pub mod reshard;
@@ -39,6 +39,8 @@ pub enum Command {
     Churn(fanout::Args),
     /// A fan-out over a cluster it starts, while brokers are added, stopped, killed and paused on a schedule.
     Reshard(reshard::Args),
+    /// Chat users on the frontends' chat (login, join rooms, post, read): loss, order, post→ack and post→delivery latency, server CPU and RSS.
+    Chat(chat::Args),
     /// Print the SCC-vs-ours table of a `scripts/bench-vs-scc` output directory.
     Table { dir: PathBuf },
     /// Wait until the machine is quiet: busy CPU (all processes) under --max-busy cores for 3 s in a row.
@@ -100,6 +102,7 @@ impl Command {
             Command::Connect(a) => Some(&a.common),
             Command::Fanout(a) | Command::Churn(a) => Some(&a.common),
             Command::Reshard(a) => Some(&a.fanout.common),
+            Command::Chat(a) => Some(&a.common),
             Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } | Command::Plot { .. } => None,
         }
     }
@@ -159,6 +162,7 @@ pub async fn run(argv: Vec<String>) -> Result<Option<Report>> {
             Command::Connect(a) => connect::worker(a, io).await,
             Command::Fanout(a) | Command::Churn(a) => fanout::worker(a, io).await,
             Command::Reshard(a) => fanout::worker(a.fanout, io).await,
+            Command::Chat(a) => chat::worker(a, io, None).await,
             Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } | Command::Plot { .. } => {}
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
@@ -174,6 +178,7 @@ pub async fn run(argv: Vec<String>) -> Result<Option<Report>> {
             fanout::run(a, &argv, "churn").await?
         }
         Command::Reshard(a) => reshard::run(a, &argv).await?,
+        Command::Chat(a) => chat::run(a, &argv).await?,
         Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } | Command::Plot { .. } => {
             return Ok(None)
         }

@@ -93,7 +93,8 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Event>> {
 }
 
 /// The nodes' own defaults (their `--help`).
-fn production_timers() -> Timers {
+#[must_use]
+pub fn production_timers() -> Timers {
     let ms = Duration::from_millis;
     Timers {
         settle_up: ms(500),
