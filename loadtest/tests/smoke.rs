@@ -222,25 +222,25 @@ async fn reshard_loses_nothing_on_planned_changes_and_dates_the_loss_of_a_kill()
     );
 }
 
-/// Two frontends of a cluster with the chat on one SQLite store: every
+/// Two frontends of a cluster with the chat on one SQLite store and open
+/// registration (users by `registerUser`, rooms by the run's owner user): every
 /// acknowledged message reaches every member of its room exactly once and in
 /// `seq` order; a second run over the same store reuses the users (session
 /// tokens from the cache, no new accounts) and rooms and adds up the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_delivers_every_message_to_every_member_once_in_order_and_reruns_reuse_the_setup() {
     let store = tempfile::tempdir().expect("tempdir");
-    let password = "smoke-admin-password";
-    // The frontends read the first admin's password from their environment (inherited).
-    std::env::set_var("CHAT_ADMIN_PASSWORD", password);
-    let cluster = Cluster::builder()
+    // The second frontend starts once the first has created (migrated) the store: two at once race.
+    let mut cluster = Cluster::builder()
         .brokers(1)
-        .frontends(2)
+        .frontends(1)
         .frontend_arg("--store")
         .frontend_arg(format!("sqlite:{}", store.path().join("chat.db").display()))
-        .frontend_arg("--bootstrap-admin")
-        .frontend_arg("smoke-admin")
+        .frontend_arg("--open-registration")
+        .frontend_arg("true")
         .start()
         .await;
+    cluster.add_frontend().await;
     let (a, b) = (cluster.frontend_url(0), cluster.frontend_url(1));
     let cache = store.path().join("tokens.json");
     let cache = cache.display().to_string();
@@ -250,10 +250,6 @@ async fn chat_delivers_every_message_to_every_member_once_in_order_and_reruns_re
         &a,
         "--url",
         &b,
-        "--admin",
-        "smoke-admin",
-        "--admin-password",
-        password,
         "--token-cache",
         &cache,
         "--users",

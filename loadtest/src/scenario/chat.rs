@@ -127,7 +127,7 @@ pub struct Args {
     /// JSON file keeping the users' session tokens between runs (re-runs skip the argon2 logins).
     #[arg(long)]
     pub token_cache: Option<PathBuf>,
-    /// Start a local cluster (testkit: state server, brokers, frontends with the chat) instead of --url.
+    /// Start a local cluster (testkit: state server, brokers, frontends with the chat, open registration) instead of --url.
     #[arg(long)]
     pub local: bool,
     /// Brokers of the --local cluster.
@@ -382,6 +382,15 @@ async fn prepare(a: &Args, plan: &Plan, target: &Target, quiet: bool) -> Result<
         (Some(_), None) => bail!("--admin needs its password (--admin-password or LOADTEST_ADMIN_PASSWORD)"),
         _ => None,
     };
+    // A cache made against another store (a fresh --local one, say) would skip creating the users.
+    if let Some(token) = plan.users.iter().find_map(|u| cache.get(u)) {
+        let mut probe = Rpc::open(target, client::source_ip(0, 1)).await?;
+        if probe.call("login", json!({ "resume": token })).await?.is_err() {
+            say("the token cache does not fit this server; creating and logging in again".into());
+            cache.clear();
+        }
+        let _ = probe.ws.close(None).await;
+    }
     let missing: Vec<usize> = (0..plan.users.len()).filter(|&i| !cache.contains_key(&plan.users[i])).collect();
     if !missing.is_empty() {
         say(format!("creating or logging in {} users (argon2 on the server: slow the first time)", missing.len()));
@@ -436,7 +445,7 @@ async fn prepare(a: &Args, plan: &Plan, target: &Target, quiet: bool) -> Result<
     let mine = rpc.call("rooms.get", json!({})).await?.map_err(|e| anyhow!("rooms.get: {e}"))?;
     let mut by_name: HashMap<String, String> = HashMap::new();
     for r in mine["update"].as_array().into_iter().flatten() {
-        if let (Some(name), Some(id)) = (r["name"].as_str(), r["_id"].as_str()) {
+        if let (Some(name), Some(id)) = (r["name"].as_str(), r["id"].as_str().or(r["_id"].as_str())) {
             by_name.insert(name.to_owned(), id.to_owned());
         }
     }
@@ -451,8 +460,9 @@ async fn prepare(a: &Args, plan: &Plan, target: &Target, quiet: bool) -> Result<
                     .await?
                     .map_err(|e| anyhow!("createChannel {name}: {e}"))?;
                 created += 1;
-                r["room"]["_id"]
+                r["room"]["id"]
                     .as_str()
+                    .or(r["room"]["_id"].as_str())
                     .map(str::to_owned)
                     .ok_or_else(|| anyhow!("createChannel {name}: no id in {r}"))?
             }
@@ -1001,7 +1011,9 @@ pub async fn worker(a: Args, mut io: WorkerIo, setup: Option<Setup>) {
     }
     drop(ready_tx);
     let (mut ok, mut failed) = (0u64, 0u64);
-    while let Some(r) = ready_rx.recv().await {
+    // One answer per user (each task keeps its sender while it runs, so the channel never closes).
+    for _ in 0..mine.len() {
+        let Some(r) = ready_rx.recv().await else { break };
         if r {
             ok += 1;
         } else {
@@ -1139,7 +1151,7 @@ async fn sample(
     (cpu_window.unwrap_or_else(|| vec![None; pids.len()]), rss_max, busy_window)
 }
 
-/// Starts the local cluster: the chat on every frontend, one store, an admin made at start.
+/// Starts the local cluster: the chat on every frontend, one store, open registration.
 async fn start_local(a: &mut Args, dir: &Path) -> Result<(testkit::Cluster, Pids)> {
     let bin_dir = a.bin_dir.clone().or_else(|| {
         let here = std::env::current_exe().ok()?.parent()?.to_path_buf();
@@ -1156,23 +1168,28 @@ async fn start_local(a: &mut Args, dir: &Path) -> Result<(testkit::Cluster, Pids
         Some(s) => s.clone(),
         None => format!("sqlite:{}", std::path::absolute(dir.join("chat.db"))?.display()),
     };
-    let admin = a.admin.clone().unwrap_or_else(|| format!("{}-admin", a.prefix));
-    let password = a.admin_password.clone().unwrap_or_else(|| format!("pw-{:032x}", rand::random::<u128>()));
-    // The frontends read the first admin's password from their environment, inherited from ours.
-    std::env::set_var("CHAT_ADMIN_PASSWORD", &password);
+    let frontends = a.frontends.max(1);
+    // Open registration: the users register themselves and a user of the run creates the rooms.
+    // One frontend first: two creating (migrating) a new store at once race; the others join after.
     let builder = testkit::Cluster::builder()
         .brokers(a.brokers.max(1))
-        .frontends(a.frontends.max(1))
+        .frontends(1)
         .timers(super::reshard::production_timers())
         .frontend_arg("--store")
         .frontend_arg(store)
-        .frontend_arg("--bootstrap-admin")
-        .frontend_arg(admin.clone());
+        .frontend_arg("--open-registration")
+        .frontend_arg("true");
     // The harness panics (with every node's log) when the cluster does not come up.
-    let mut cluster = tokio::spawn(builder.start()).await.map_err(|e| anyhow!("cluster did not start: {e}"))?;
+    let cluster = tokio::spawn(async move {
+        let mut c = builder.start().await;
+        for _ in 1..frontends {
+            c.add_frontend().await;
+        }
+        c
+    });
+    let mut cluster = cluster.await.map_err(|e| anyhow!("cluster did not start: {e}"))?;
     a.common.urls = (0..cluster.frontend_count()).map(|i| cluster.frontend_url(i)).collect();
-    a.admin = Some(admin);
-    a.admin_password = Some(password);
+    a.admin = None;
     let pids = cluster.pids();
     Ok((cluster, pids))
 }
