@@ -719,6 +719,7 @@ impl Cluster {
             &self.cluster_key,
             "--auth-key",
             &self.auth_key,
+            "--demo-rpc",
             "--drain-ms",
             &ms(t.drain),
             "--fabric-heartbeat-ms",
@@ -741,10 +742,6 @@ impl Cluster {
             args.extend(["--drain-window-ms".to_owned(), ms(d)]);
             // The shutdown timeout must exceed the window (the frontend refuses to start otherwise).
             args.extend(["--shutdown-timeout-ms".to_owned(), ms(d + Duration::from_secs(5))]);
-        }
-        // The demo RPCs (`login`, …) unless the frontends run the chat, which defines its own and refuses both.
-        if !self.frontend_args.iter().any(|a| a == "--store" || a == "--chat") {
-            args.push("--demo-rpc".to_owned());
         }
         args.extend(self.frontend_args.iter().cloned());
         args
