@@ -6,12 +6,13 @@
 //! [`presence`] (aggregation), [`integration`] (webhooks: triggers, payload, signature, backoff),
 //! [`netguard`] (which addresses outgoing webhooks may reach).
 //! Storage: the [`store::Store`] trait and its backends ([`store::sqlite`], [`store::mongo`], chosen by
-//! [`store::open`]). Operations with their permission checks and the events they cause: [`service`].
+//! [`store::open`]). Uploaded files: [`files`] (disk or GridFS). Operations with their permission checks and the events they cause: [`service`].
 //! Transport (socket events, REST) belongs to the frontend, which calls the service and carries out the
 //! effects it returns.
 
 pub mod auth;
 pub mod error;
+pub mod files;
 pub mod ids;
 pub mod integration;
 pub mod limits;

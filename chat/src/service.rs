@@ -650,6 +650,26 @@ impl Service {
     /// message and publishes nothing), then `message.new` on `room/<rid>` and notifications on
     /// `user/<uid>` for mentioned members and DM peers.
     pub async fn send(&self, caller: &Caller, input: SendInput) -> Result<Outcome<Sent>> {
+        self.send_with_attachments(caller, input, Vec::new()).await
+    }
+
+    /// May the caller post into `rid`? The same checks as [`Service::send`] (membership, archived,
+    /// read-only), for a transport that wants to refuse before reading a large upload; the post itself
+    /// checks again.
+    pub async fn check_post(&self, caller: &Caller, rid: &RoomId) -> Result<()> {
+        let (_, actor) = self.authenticate(caller).await?;
+        let (room, sub) = self.room_and_sub(&actor, rid).await?;
+        let method = Method::Send { all: false, here: false, impersonate: false };
+        self.authorize(&actor, method, Some(RoomView { room: &room, sub: sub.as_ref() }))
+    }
+
+    /// [`Service::send`] with Slack-style attachments (e.g. an uploaded file's), validated like the text.
+    pub async fn send_with_attachments(
+        &self,
+        caller: &Caller,
+        input: SendInput,
+        attachments: Vec<Value>,
+    ) -> Result<Outcome<Sent>> {
         let (user, actor) = self.authenticate(caller).await?;
         let (room, sub) = self.room_and_sub(&actor, &input.rid).await?;
         let (mentions, parsed) = self.resolve_mentions(&input.msg).await?;
@@ -664,7 +684,7 @@ impl Service {
             tshow: input.tshow,
             mentions,
             group_mention: parsed.all || parsed.here,
-            attachments: Vec::new(),
+            attachments,
             client_msg_id: input.client_msg_id,
         };
         new.validate(self.settings().message_max_allowed_size)?;

@@ -62,6 +62,9 @@ pub struct Settings {
     pub file_upload_max_file_size: u64,
     #[serde(rename = "FileUpload_MediaTypeBlackList")]
     pub file_upload_media_type_black_list: String,
+    /// Comma-separated media types (`type/*` allowed); empty = every type not black-listed.
+    #[serde(rename = "FileUpload_MediaTypeWhiteList")]
+    pub file_upload_media_type_white_list: String,
     #[serde(rename = "FileUpload_ProtectFiles")]
     pub file_upload_protect_files: bool,
     #[serde(rename = "FileUpload_Restrict_to_room_members")]
@@ -115,6 +118,7 @@ impl Default for Settings {
             message_max_all: 0,
             file_upload_max_file_size: 100 * 1024 * 1024,
             file_upload_media_type_black_list: "image/svg+xml".into(),
+            file_upload_media_type_white_list: String::new(),
             file_upload_protect_files: true,
             file_upload_restrict_to_room_members: true,
             accounts_login_expiration_days: 90,

@@ -136,6 +136,21 @@ pub struct Args {
     #[arg(long, env = "CHAT_WEBHOOKS_ALLOW_PRIVATE_TARGETS")]
     pub webhooks_allow_private_targets: bool,
 
+    /// Largest JSON body of a chat REST request, in bytes (larger: 413 before it is read). Uploads
+    /// are bounded by the `FileUpload_MaxFileSize` setting instead.
+    #[arg(long, env = "CHAT_REST_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub rest_max_body_bytes: usize,
+
+    /// A chat REST client silent for this long while sending its request or reading the answer is
+    /// cut off (408), in seconds.
+    #[arg(long, env = "CHAT_REST_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub rest_idle_timeout_secs: u64,
+
+    /// Keep uploaded files in this directory. Default: `uploads/` beside the SQLite database, or
+    /// GridFS (bucket `uploads`) in the MongoDB database.
+    #[arg(long, env = "CHAT_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+
     /// After binding, write the bound addresses as JSON to this file
     /// (`{"json":"host:port","min_bin":"host:port"}`), for tests and scripts using port 0.
     #[arg(long, env = "FRONTEND_PORTS_FILE")]

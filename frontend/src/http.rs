@@ -4,9 +4,18 @@
 //! Reading the head ourselves (rather than inside the WebSocket library)
 //! lets one port serve both, bounds the head's size, and keeps a plain
 //! `TcpStream` with no extra buffering layer under every idle socket.
+//!
+//! Any other path the application claims ([`HttpApp::claims`], e.g. the chat's REST API) is handed
+//! over whole, with the parsed head and the bytes read past it, to [`HttpApp::serve`]; the node
+//! knows nothing about bodies or routes beyond its own.
 
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_util::sync::CancellationToken;
 
 use crate::acl::UpgradeRequest;
 
@@ -29,14 +38,60 @@ pub enum Request {
     Ready,
     /// `GET /metrics`.
     Metrics,
+    /// A request on a path the application's [`HttpApp`] claims.
+    App { head: Head, leftover: Vec<u8> },
     /// Anything else: answer with this status and close.
     Refuse { status: u16, reason: &'static str },
     /// The peer closed before sending a whole head.
     Gone,
 }
 
-/// Reads and classifies one request head.
-pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S, ws_path: &str) -> std::io::Result<Request> {
+/// A parsed request head, owned, for an application route.
+#[derive(Clone, Debug)]
+pub struct Head {
+    pub method: String,
+    /// The path, without the query, not percent-decoded.
+    pub path: String,
+    /// The raw query string (after `?`), possibly empty.
+    pub query: String,
+    /// Header names lower-cased; values that are not UTF-8 are dropped.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The first value of header `name` (lower-case), trimmed.
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.trim())
+    }
+}
+
+/// A connection handed to the application after its head was read.
+pub struct HttpConnection {
+    pub stream: TcpStream,
+    pub head: Head,
+    /// Bytes read past the head (the start of the body).
+    pub leftover: Vec<u8>,
+    pub peer: SocketAddr,
+    /// Cancelled when the node shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// HTTP routes of the application, served on the same ports as the WebSockets.
+#[async_trait]
+pub trait HttpApp: Send + Sync + 'static {
+    /// Whether a request for `path` is the application's (checked after the node's own paths).
+    fn claims(&self, path: &str) -> bool;
+    /// Answers the request (and any that follow on the connection); owns the connection from here.
+    async fn serve(&self, conn: HttpConnection);
+}
+
+/// Reads and classifies one request head; paths `app` claims become [`Request::App`].
+pub async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    ws_path: &str,
+    app: Option<&dyn HttpApp>,
+) -> std::io::Result<Request> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -48,7 +103,7 @@ pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S, ws_path: &str) -
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => return Ok(classify(&req, ws_path, buf[len..].to_vec())),
+            Ok(httparse::Status::Complete(len)) => return Ok(classify(&req, ws_path, app, buf[len..].to_vec())),
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => continue,
             Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
                 return Ok(Request::Refuse { status: 431, reason: "Request Header Fields Too Large" })
@@ -70,9 +125,23 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-fn classify(req: &httparse::Request<'_, '_>, ws_path: &str, leftover: Vec<u8>) -> Request {
+fn classify(req: &httparse::Request<'_, '_>, ws_path: &str, app: Option<&dyn HttpApp>, leftover: Vec<u8>) -> Request {
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let ours = ["/health", "/ready", "/metrics", ws_path, ws_path.trim_end_matches('/')];
+    if app.is_some_and(|a| !ours.contains(&path) && a.claims(path)) {
+        let head = Head {
+            method: req.method.unwrap_or_default().to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            headers: req
+                .headers
+                .iter()
+                .filter_map(|h| Some((h.name.to_ascii_lowercase(), std::str::from_utf8(h.value).ok()?.to_owned())))
+                .collect(),
+        };
+        return Request::App { head, leftover };
+    }
     if req.method != Some("GET") {
         return Request::Refuse { status: 405, reason: "Method Not Allowed" };
     }
@@ -138,7 +207,7 @@ mod tests {
 
     async fn classify_bytes(raw: &str) -> Request {
         let mut s = raw.as_bytes();
-        read_request(&mut s, "/socketcluster/").await.unwrap()
+        read_request(&mut s, "/socketcluster/", None).await.unwrap()
     }
 
     const UPGRADE: &str = "GET /socketcluster/?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://x\r\n\r\n";

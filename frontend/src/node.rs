@@ -9,6 +9,7 @@ use crate::acl::{AccessControl, AllowAll};
 use crate::auth::TokenAuth;
 use crate::config::Config;
 use crate::handlers::Handlers;
+use crate::http::HttpApp;
 use crate::hub::Hub;
 use crate::hub::Subscribed;
 use crate::metrics::{Histograms, Metrics};
@@ -19,16 +20,18 @@ use crate::upstream::{PublishError, Upstream};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-/// What the application plugs into a node: access control and custom events.
+/// What the application plugs into a node: access control, custom events, and HTTP routes.
 #[derive(Clone)]
 pub struct App {
     pub acl: Arc<dyn AccessControl>,
     pub handlers: Handlers,
+    /// Paths served over plain HTTP beside `/health`, `/ready`, `/metrics` (the chat's REST API).
+    pub http: Option<Arc<dyn HttpApp>>,
 }
 
 impl Default for App {
     fn default() -> Self {
-        Self { acl: Arc::new(AllowAll), handlers: Handlers::new() }
+        Self { acl: Arc::new(AllowAll), handlers: Handlers::new(), http: None }
     }
 }
 
@@ -66,6 +69,7 @@ pub struct Node {
     pub auth: TokenAuth,
     pub acl: Arc<dyn AccessControl>,
     pub handlers: Handlers,
+    pub http: Option<Arc<dyn HttpApp>>,
     pub stats: Arc<Stats>,
     pub metrics: Metrics,
     pub registry: Registry,
@@ -108,6 +112,7 @@ impl Node {
             upstream,
             acl: app.acl,
             handlers: app.handlers,
+            http: app.http,
             stats,
             metrics,
             registry: Registry::default(),

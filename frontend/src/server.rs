@@ -164,7 +164,10 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let head = tokio::select! {
         () = shutdown.cancelled() => return,
-        r = tokio::time::timeout(node.config.handshake_timeout, http::read_request(&mut stream, &node.config.path)) => r,
+        r = tokio::time::timeout(
+            node.config.handshake_timeout,
+            http::read_request(&mut stream, &node.config.path, node.http.as_deref()),
+        ) => r,
     };
     let (request, key, leftover) = match head {
         Err(_) => {
@@ -192,6 +195,12 @@ async fn connection(
             let (status, reason) = if ready { (200, "OK") } else { (503, "Service Unavailable") };
             let body = serde_json::json!({"ready": ready}).to_string();
             let _ = http::respond(&mut stream, status, reason, "application/json", &body).await;
+            return;
+        }
+        Ok(Ok(Request::App { head, leftover })) => {
+            if let Some(app) = &node.http {
+                app.serve(http::HttpConnection { stream, head, leftover, peer, shutdown }).await;
+            }
             return;
         }
         Ok(Ok(Request::Refuse { status, reason })) => {

@@ -339,7 +339,7 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
 }
 
 /// The database in a MongoDB URI's path (`mongodb://host:port/<db>?options`), if any.
-fn mongo_database_name(url: &str) -> Option<&str> {
+pub(crate) fn mongo_database_name(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
     let path = rest.split_once('/')?.1;
     let db = path.split(['?', '#']).next()?;

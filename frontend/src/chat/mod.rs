@@ -10,11 +10,15 @@
 //! Which local sockets belong to which user and session is learned from their auth tokens whenever a
 //! hook sees them (handshake, subscribe, custom event) and at login ([`sockets::Sockets`]). A socket
 //! can only enter `room/<rid>` through the subscribe hook, so every socket a kick must reach is known.
+//!
+//! The same operations are served over HTTP by [`rest`] (Rocket.Chat's REST names, uploads and
+//! downloads), on the node's ports.
 
 pub mod acl;
 pub mod hooks_http;
 pub mod presence;
 mod ratebound;
+pub mod rest;
 pub mod rpc;
 mod sockets;
 pub mod webhooks;
@@ -23,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use ::chat::files::FileStore;
 use ::chat::ids::{RoomId, SessionId, UserId};
 use ::chat::presence::{Changes, ConnStatus, Manual};
 use ::chat::service::{presence_channel, room_channel, Caller, Effect, Service, ROOM_CHANNEL_PREFIX};
@@ -85,6 +90,13 @@ pub struct ChatConfig {
     pub presence: PresenceTiming,
     /// Outgoing webhook delivery (SSRF guard, timeouts, retries).
     pub webhooks: WebhookConfig,
+    /// Largest REST JSON body (uploads are bounded by `FileUpload_MaxFileSize` instead).
+    pub rest_max_body_bytes: usize,
+    /// Longest silence of a REST client before 408.
+    pub rest_idle_timeout: Duration,
+    /// Keep uploads in this directory instead of the store's default (beside the SQLite file, or
+    /// GridFS with MongoDB).
+    pub files_dir: Option<std::path::PathBuf>,
 }
 
 impl ChatConfig {
@@ -98,6 +110,9 @@ impl ChatConfig {
             open_registration: None,
             presence: PresenceTiming::default(),
             webhooks: WebhookConfig::default(),
+            rest_max_body_bytes: rest::DEFAULT_MAX_BODY_BYTES,
+            rest_idle_timeout: rest::DEFAULT_IDLE_TIMEOUT,
+            files_dir: None,
         }
     }
 
@@ -122,6 +137,12 @@ impl ChatConfig {
         }
         if a.chat_token_ttl_secs == 0 {
             return Err(ConfigError::new("--chat-token-ttl-secs", "must be greater than 0"));
+        }
+        if a.rest_max_body_bytes == 0 {
+            return Err(ConfigError::new("--rest-max-body-bytes", "must be greater than 0"));
+        }
+        if a.rest_idle_timeout_secs == 0 {
+            return Err(ConfigError::new("--rest-idle-timeout-secs", "must be greater than 0"));
         }
         let bootstrap_admin = match &a.bootstrap_admin {
             None => None,
@@ -148,6 +169,9 @@ impl ChatConfig {
                 allow_private_targets: a.webhooks_allow_private_targets,
                 ..WebhookConfig::default()
             },
+            rest_max_body_bytes: a.rest_max_body_bytes,
+            rest_idle_timeout: Duration::from_secs(a.rest_idle_timeout_secs),
+            files_dir: a.files_dir.clone(),
         }))
     }
 }
@@ -157,6 +181,7 @@ pub struct Chat {
     me: Weak<Chat>,
     service: Arc<Service>,
     token_ttl: Duration,
+    rest: rest::RestConfig,
     node: OnceLock<Weak<Node>>,
     pub(crate) sockets: Sockets,
     presence: Presence,
@@ -197,10 +222,11 @@ impl Chat {
                 info!(username = %user.username, "admin exists; --bootstrap-admin left it unchanged");
             }
         }
-        Ok(Self::with_config(service, config))
+        let files = ::chat::files::open(&config.store, config.files_dir.as_deref()).await?;
+        Ok(Self::with_files(service, config, Some(files)))
     }
 
-    /// The chat layer over an existing service, with the defaults of [`ChatConfig::new`].
+    /// The chat layer over an existing service, with the defaults of [`ChatConfig::new`] (no uploads).
     #[must_use]
     pub fn with_service(service: Arc<Service>, token_ttl: Duration) -> Arc<Chat> {
         let mut config = ChatConfig::new(String::new());
@@ -208,14 +234,26 @@ impl Chat {
         Self::with_config(service, &config)
     }
 
-    /// The chat layer over an existing service, with `config`'s token lifetime, presence timing and
-    /// webhook settings.
+    /// The chat layer over an existing service, with `config`'s token lifetime, presence timing,
+    /// webhook and REST settings, and no uploads.
     #[must_use]
     pub fn with_config(service: Arc<Service>, config: &ChatConfig) -> Arc<Chat> {
+        Self::with_files(service, config, None)
+    }
+
+    /// [`Chat::with_config`] with uploads kept in `files`.
+    #[must_use]
+    pub fn with_files(service: Arc<Service>, config: &ChatConfig, files: Option<Arc<dyn FileStore>>) -> Arc<Chat> {
+        let rest = rest::RestConfig {
+            max_body_bytes: config.rest_max_body_bytes,
+            idle_timeout: config.rest_idle_timeout,
+            files,
+        };
         Arc::new_cyclic(|me| Chat {
             me: me.clone(),
             service,
             token_ttl: config.token_ttl,
+            rest,
             node: OnceLock::new(),
             sockets: Sockets::default(),
             presence: Presence::new(config.presence),
@@ -228,16 +266,24 @@ impl Chat {
         })
     }
 
+    pub(crate) fn rest_config(&self) -> &rest::RestConfig {
+        &self.rest
+    }
+
     #[must_use]
     pub fn service(&self) -> &Arc<Service> {
         &self.service
     }
 
-    /// The app to build the node with: chat RPCs, and chat channel rules in front of `inner` (which
-    /// still decides about every other channel and event).
+    /// The app to build the node with: chat RPCs, chat channel rules in front of `inner` (which
+    /// still decides about every other channel and event), and the REST API.
     #[must_use]
     pub fn app(self: &Arc<Self>, inner: Arc<dyn AccessControl>) -> App {
-        App { acl: Arc::new(acl::ChatAcl::new(self.clone(), inner)), handlers: rpc::handlers(self) }
+        App {
+            acl: Arc::new(acl::ChatAcl::new(self.clone(), inner)),
+            handlers: rpc::handlers(self),
+            http: Some(Arc::new(rest::Rest::new(self.clone()))),
+        }
     }
 
     /// Connects the chat to its node, once it is built: from then on effects are published, and the
