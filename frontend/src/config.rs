@@ -138,7 +138,7 @@ pub struct Args {
 
     /// Largest JSON body of a chat REST request, in bytes (larger: 413 before it is read). Uploads
     /// are bounded by the `FileUpload_MaxFileSize` setting instead.
-    #[arg(long, env = "CHAT_REST_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    #[arg(long, env = "CHAT_REST_MAX_BODY_BYTES", default_value_t = chat::limits::MAX_REQUEST_BYTES)]
     pub rest_max_body_bytes: usize,
 
     /// A chat REST client silent for this long while sending its request or reading the answer is

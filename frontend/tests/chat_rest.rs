@@ -216,6 +216,12 @@ async fn rest_login_post_and_history_round_trip_and_socket_members_see_the_post(
     .await;
     assert_eq!(texts(&older), ["hello from REST"]);
 
+    // Reactions and pins over REST (rows of the same table).
+    let second = history["messages"].as_array().unwrap().iter().find(|m| m["msg"] == "second").unwrap()["id"].clone();
+    let reacted =
+        ok(post(&n, "/api/v1/chat.react", Some(&us[1]), json!({"messageId": second, "emoji": ":tada:"})).await).await;
+    assert_eq!(reacted["message"]["reactions"][":tada:"], json!([us[1].uid]));
+
     // Edit and delete over REST.
     let mid = sent["message"]["id"].as_str().unwrap();
     let edited =

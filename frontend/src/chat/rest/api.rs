@@ -118,8 +118,8 @@ const CREATE: &[P] = &[P::List("members", "members"), P::Bool("readOnly", "readO
 const ROOM_USER: &[P] = &[P::Room, P::User];
 const SINCE: &[P] = &[P::Int("updatedSince", "updatedSince")];
 
-/// Every `/api/v1` endpoint but `login` and `logout`. Rows for methods other helpers add to
-/// `rpc::call` (reactions, pins, search, room deletion, users.info, …) go here as those land.
+/// Every `/api/v1` endpoint but `login` and `logout` (and `rooms.upload/<rid>`, which streams a file).
+/// A method added to `rpc::call` gets its endpoint here, with one row.
 pub const ENDPOINTS: &[Endpoint] = &[
     get("me", "me", &[], same),
     post("users.create", "createUser", &[P::List("roles", "roles")], same),
@@ -127,6 +127,17 @@ pub const ENDPOINTS: &[Endpoint] = &[
     post("chat.sendMessage", "sendMessage", &[P::Flatten("message"), P::Room, P::Rename("_id", "clientMsgId")], same),
     post("chat.update", "updateMessage", &[P::Rename("text", "msg")], same),
     post("chat.delete", "deleteMessage", &[], same),
+    post("chat.react", "setReaction", &[], same),
+    post("chat.pinMessage", "pinMessage", &[], same),
+    post("chat.unPinMessage", "unpinMessage", &[], same),
+    get(
+        "chat.getThreadMessages",
+        "getThreadMessages",
+        &[P::Int("afterSeq", "afterSeq"), P::Int("count", "limit")],
+        same,
+    ),
+    get("chat.getPinnedMessages", "getPinnedMessages", MEMBERS, same),
+    get("chat.search", "messageSearch", &[P::Room, P::Rename("searchText", "text"), P::Int("count", "limit")], same),
     get(
         "chat.syncMessages",
         "syncMessages",
@@ -158,6 +169,15 @@ pub const ENDPOINTS: &[Endpoint] = &[
     get("rooms.info", "getRoomInfo", ROOM, same),
     get("subscriptions.get", "subscriptions.get", SINCE, same),
     post("subscriptions.read", "readMessages", ROOM, same),
+    post("rooms.saveNotification", "saveNotificationSettings", &[P::Room, P::Flatten("notifications")], same),
+    post("rooms.favorite", "toggleFavorite", &[P::Room, P::Bool("favorite", "favorite")], same),
+    post("rooms.hide", "hideRoom", ROOM, same),
+    post("channels.open", "openRoom", ROOM, same),
+    post("channels.close", "hideRoom", ROOM, same),
+    post("groups.open", "openRoom", ROOM, same),
+    post("groups.close", "hideRoom", ROOM, same),
+    post("im.open", "openRoom", ROOM, same),
+    post("im.close", "hideRoom", ROOM, same),
 ];
 
 /// Answers `/api/v1/<name>`.

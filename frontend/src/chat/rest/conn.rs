@@ -180,7 +180,15 @@ impl Conn {
 
     /// Answers with an error document.
     pub async fn respond_error(&mut self, e: &RestError) -> std::io::Result<()> {
-        self.respond_json(e.status, &e.to_json()).await
+        let body = e.to_json().to_string();
+        let mut headers =
+            vec![("Content-Type", "application/json".to_owned()), ("Cache-Control", "no-store".to_owned())];
+        if let Some(ms) = e.retry_after_ms {
+            headers.push(("Retry-After", ms.div_ceil(1000).max(1).to_string()));
+        }
+        self.write_head(e.status, &headers, body.len() as u64).await?;
+        self.write_timed(body.as_bytes()).await?;
+        self.stream.flush().await
     }
 
     /// Answers 200 with `length` bytes from `reader`, streamed in pieces, each write under the idle timeout.

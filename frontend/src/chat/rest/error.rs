@@ -15,12 +15,14 @@ pub struct RestError {
     /// `field` and `limit` of validation errors, as the socket surface reports them.
     pub field: Option<&'static str>,
     pub limit: Option<u64>,
+    /// For 429: when to try again (also sent as `Retry-After`, in whole seconds).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl RestError {
     /// An error of the HTTP layer.
     pub fn http(status: u16, error_type: &'static str, message: impl Into<String>) -> Self {
-        RestError { status, error_type, message: message.into(), field: None, limit: None }
+        RestError { status, error_type, message: message.into(), field: None, limit: None, retry_after_ms: None }
     }
 
     /// 413: a body (or file) longer than `limit` bytes.
@@ -44,6 +46,9 @@ impl RestError {
         if let Some(l) = self.limit {
             v["limit"] = l.into();
         }
+        if let Some(ms) = self.retry_after_ms {
+            v["retryAfterMs"] = ms.into();
+        }
         v
     }
 }
@@ -56,10 +61,9 @@ impl From<ChatError> for RestError {
             ChatError::Unauthenticated | ChatError::Deactivated => 401,
             // A file past `FileUpload_MaxFileSize` is a payload too large; other lengths are input errors.
             ChatError::TooLong { field: "file", .. } => 413,
+            ChatError::TooManyRequests { .. } => 429,
             ChatError::Storage { .. } => 500,
             ChatError::Unavailable => 503,
-            // Rate-limit refusals (their id says so) are 429; every other refusal is the caller's input.
-            e if e.id().contains("rate") || e.id().contains("too-many") => 429,
             _ => 400,
         };
         let message = match &e {
@@ -74,6 +78,39 @@ impl From<ChatError> for RestError {
             ChatError::TooLong { field, limit, .. } => (Some(*field), Some(*limit as u64)),
             _ => (None, None),
         };
-        RestError { status, error_type: e.id(), message, field, limit }
+        let retry_after_ms = match &e {
+            ChatError::TooManyRequests { retry_after_ms } => Some(*retry_after_ms),
+            _ => None,
+        };
+        RestError { status, error_type: e.id(), message, field, limit, retry_after_ms }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_errors_keep_their_id_and_get_the_matching_status() {
+        let cases = [
+            (ChatError::Unauthenticated, 401, "error-unauthorized"),
+            (ChatError::NotFound { what: "room" }, 404, "error-not-found"),
+            (ChatError::NotAllowed { reason: "x" }, 403, "error-not-allowed"),
+            (ChatError::Invalid { field: "rid", reason: "is required" }, 400, "error-invalid-param"),
+            (ChatError::TooLong { field: "msg", limit: 5000, got: 6000 }, 400, "error-too-long"),
+            (ChatError::TooLong { field: "file", limit: 10, got: 11 }, 413, "error-too-long"),
+            (ChatError::TooManyRequests { retry_after_ms: 1500 }, 429, "error-too-many-requests"),
+            (ChatError::storage("op", std::io::Error::other("disk on fire")), 500, "error-internal"),
+        ];
+        for (e, status, id) in cases {
+            let r = RestError::from(e);
+            assert_eq!((r.status, r.error_type), (status, id));
+            let v = r.to_json();
+            assert_eq!((v["success"].clone(), v["errorType"].clone()), (json!(false), json!(id)));
+            assert!(!v["error"].as_str().unwrap_or_default().contains("fire"), "store details stay in the log");
+        }
+        let r = RestError::from(ChatError::TooManyRequests { retry_after_ms: 1500 });
+        assert_eq!(r.to_json()["retryAfterMs"], 1500);
+        assert_eq!(RestError::from(ChatError::Invalid { field: "rid", reason: "x" }).to_json()["field"], "rid");
     }
 }

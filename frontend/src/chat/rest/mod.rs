@@ -27,8 +27,8 @@ use crate::http::{Head, HttpApp, HttpConnection};
 use conn::Conn;
 pub use error::RestError;
 
-/// Default for `--rest-max-body-bytes`: a message of 5,000 characters with ten 16 KiB attachments fits.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Default for `--rest-max-body-bytes`: §7.2's request size, the bound socket RPC data has too.
+pub const DEFAULT_MAX_BODY_BYTES: usize = ::chat::limits::MAX_REQUEST_BYTES;
 /// Default idle timeout of a REST connection (no byte from a slow client for this long: 408).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
