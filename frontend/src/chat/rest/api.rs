@@ -178,6 +178,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     post("groups.close", "hideRoom", ROOM, same),
     post("im.open", "openRoom", ROOM, same),
     post("im.close", "hideRoom", ROOM, same),
+    post("users.setStatus", "setUserStatus", &[], same),
+    get("users.getPresence", "getUserPresence", &[P::Rename("userId", "uid"), P::List("userIds", "uids")], same),
+    post("integrations.create", "integrations.create", &[P::Room], same),
+    get("integrations.list", "integrations.list", &[], same),
+    post("integrations.remove", "integrations.remove", &[], same),
+    get("integrations.history", "integrations.history", &[P::Int("count", "limit")], same),
 ];
 
 /// Answers `/api/v1/<name>`.
