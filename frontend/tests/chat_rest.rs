@@ -602,3 +602,25 @@ async fn an_incoming_webhook_created_over_rest_posts_through_the_same_router() {
     let history = ok(get(&n, &format!("/api/v1/channels.history?roomId={rid}"), Some(&alice)).await).await;
     assert_eq!(texts(&history), ["build 42 passed"]);
 }
+
+#[tokio::test]
+async fn a_personal_access_token_authenticates_like_a_session_and_only_an_owner_deletes_a_group() {
+    let n = start().await;
+    let us = users(&n, &["alice", "bob"]).await;
+    let (alice, bob) = (&us[0], &us[1]);
+    let pat =
+        ok(post(&n, "/api/v1/users.generatePersonalAccessToken", Some(alice), json!({"tokenName": "ci"})).await).await;
+    let pat = Auth { uid: alice.uid.clone(), token: pat["token"].as_str().unwrap().to_owned() };
+    assert_eq!(ok(get(&n, "/api/v1/me", Some(&pat)).await).await["username"], "alice");
+
+    let g = ok(post(&n, "/api/v1/groups.create", Some(&pat), json!({"name": "team", "members": ["bob"]})).await).await;
+    let gid = g["group"]["id"].as_str().unwrap();
+    let r = post(&n, "/api/v1/groups.delete", Some(bob), json!({"roomId": gid})).await;
+    assert_eq!((r.status, r.json()["errorType"].clone()), (403, json!("error-not-allowed")), "a member, not an owner");
+    ok(post(&n, "/api/v1/groups.delete", Some(&pat), json!({"roomId": gid})).await).await;
+    let r = get(&n, &format!("/api/v1/groups.info?roomId={gid}"), Some(alice)).await;
+    assert_eq!(r.status, 404, "deleted");
+
+    ok(post(&n, "/api/v1/users.removePersonalAccessToken", Some(alice), json!({"tokenName": "ci"})).await).await;
+    assert_eq!(get(&n, "/api/v1/me", Some(&pat)).await.status, 401, "a removed token is dead");
+}
