@@ -340,3 +340,59 @@ async fn the_guard_refuses_a_private_target_when_on() {
     assert!(history[0]["error"].as_str().unwrap().contains("not public"), "{history}");
     assert!(rx.requests.lock().unwrap().is_empty(), "nothing reached the private receiver");
 }
+
+/// One HTTP request to the node's port; returns the status and the JSON body.
+async fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, json_body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(json_body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_incoming_webhook_posts_into_the_room_and_a_wrong_token_is_not_found() {
+    let _serial = SERIAL.lock().await;
+    let n = start_with(false).await;
+    let (mut admin, mut us) = users(&n, &["alice", "hookbot"]).await;
+    let mut alice = us.remove(0);
+    let room = call(&mut alice.c, "createChannel", json!({"name": "alerts", "members": ["hookbot"]})).await;
+    let rid = room["room"]["id"].as_str().unwrap().to_owned();
+    alice.c.subscribe(&format!("room/{rid}")).await;
+    let created = call(
+        &mut admin.c,
+        "integrations.create",
+        json!({"type": "webhook-incoming", "name": "deploys", "rid": rid, "username": "hookbot"}),
+    )
+    .await;
+    let url = created["url"].as_str().unwrap().to_owned();
+    let id = created["integration"]["id"].as_str().unwrap().to_owned();
+    assert!(created["integration"].get("tokenHash").is_none(), "the token's hash is never shown");
+
+    let (status, reply) = http_post(n.node.json, &url, r#"{"text": "deploy finished"}"#).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["success"], true);
+    let ev = alice
+        .c
+        .next_matching(|p| p["event"] == "#publish" && p["data"]["data"]["type"] == "message.new")
+        .await;
+    let m = &ev["data"]["data"]["message"];
+    assert_eq!((m["msg"].as_str(), m["u"]["username"].as_str()), (Some("deploy finished"), Some("hookbot")));
+
+    let wrong_token = http_post(n.node.json, &format!("/hooks/{id}/not-the-token"), r#"{"text": "x"}"#).await;
+    let wrong_id = http_post(n.node.json, &format!("/hooks/NoSuchHook1234567/{}", "a".repeat(64)), r#"{"text": "x"}"#).await;
+    assert_eq!(wrong_token.0, 404);
+    assert_eq!(wrong_token, wrong_id, "a wrong token and an unknown id get the same answer");
+    let (status, _) = http_post(n.node.json, &url, "not json").await;
+    assert_eq!(status, 400);
+    let history = call(&mut alice.c, "loadHistory", json!({"rid": rid})).await;
+    let texts: Vec<&str> = history["messages"].as_array().unwrap().iter().filter_map(|m| m["msg"].as_str()).collect();
+    assert_eq!(texts, ["deploy finished"], "nothing stored for the refused posts");
+}
