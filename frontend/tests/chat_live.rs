@@ -379,15 +379,13 @@ async fn an_incoming_webhook_posts_into_the_room_and_a_wrong_token_is_not_found(
     let (status, reply) = http_post(n.node.json, &url, r#"{"text": "deploy finished"}"#).await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["success"], true);
-    let ev = alice
-        .c
-        .next_matching(|p| p["event"] == "#publish" && p["data"]["data"]["type"] == "message.new")
-        .await;
+    let ev = alice.c.next_matching(|p| p["event"] == "#publish" && p["data"]["data"]["type"] == "message.new").await;
     let m = &ev["data"]["data"]["message"];
     assert_eq!((m["msg"].as_str(), m["u"]["username"].as_str()), (Some("deploy finished"), Some("hookbot")));
 
     let wrong_token = http_post(n.node.json, &format!("/hooks/{id}/not-the-token"), r#"{"text": "x"}"#).await;
-    let wrong_id = http_post(n.node.json, &format!("/hooks/NoSuchHook1234567/{}", "a".repeat(64)), r#"{"text": "x"}"#).await;
+    let wrong_id =
+        http_post(n.node.json, &format!("/hooks/NoSuchHook1234567/{}", "a".repeat(64)), r#"{"text": "x"}"#).await;
     assert_eq!(wrong_token.0, 404);
     assert_eq!(wrong_token, wrong_id, "a wrong token and an unknown id get the same answer");
     let (status, _) = http_post(n.node.json, &url, "not json").await;
