@@ -9,6 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { authHeaders, downloadHashed, uploadGenerated } from '../lib/rest.mjs';
 import { ADMIN_USERNAME, ChatClient, ChatCluster, RECONNECT_WAIT_MS, WAIT_MS, roomChannel, userChannel, userMessages } from '../lib/chat.mjs';
 
 const PASSWORD = 'correct horse battery staple';
@@ -141,19 +142,23 @@ async function watchPresence(who, uid) {
   };
 }
 
+/** An upload or download of ~100 MB through a debug build on a shared machine. */
+const UPLOAD_TIMEOUT_MS = 240_000;
+
 const UNKNOWN_RID = 'NoSuchRoom0000000';
 
 describe('chat scenarios: socketcluster-client users on two frontends sharing one SQLite store', { timeout: 300_000 }, () => {
   let alice;
   let bob;
   let carol;
+  let admin;
 
   before(async () => {
     await dumpOnFailure('cluster start', async () => {
       cluster = new ChatCluster();
       await cluster.start();
       const [p1, p2] = cluster.ports;
-      const admin = await client('admin (frontend 1)', [p1]).connect();
+      admin = await client('admin (frontend 1)', [p1]).connect();
       await admin.login(ADMIN_USERNAME, cluster.adminPassword);
       for (const name of ['alice', 'bob', 'carol', 'erin']) {
         const { user } = await admin.invoke('createUser', { username: name, password: PASSWORD, name: name[0].toUpperCase() + name.slice(1) });
@@ -483,6 +488,67 @@ describe('chat scenarios: socketcluster-client users on two frontends sharing on
     await watch.waitStatus('offline', "erin offline after her last socket closed");
     assert.equal((await alice.invoke('getUserPresence', { uid: users.erin.id })).users[0].status, 'offline');
   });
+
+  scenario(
+    'an upload over 100 MB streams in over REST on frontend 1, is read back by a member on frontend 2, and refused to a non-member',
+    async () => {
+      const [p1, p2] = cluster.ports;
+      const size = 100 * 1024 * 1024 + 54_321;
+      // The default limit is 100 MiB; the admin raises it (cluster-wide).
+      await admin.invoke('settings.set', { _id: 'FileUpload_MaxFileSize', value: 200 * 1024 * 1024 });
+      const { room } = await alice.invoke('createPrivateGroup', { name: 'files', members: ['bob'] });
+      await bob.subscribe(roomChannel(room.id));
+
+      const started = Date.now();
+      const up = await uploadGenerated(p1, `/api/v1/rooms.upload/${room.id}`, {
+        headers: authHeaders(alice.uid, alice.user.token),
+        filename: 'dump.bin',
+        size,
+        fields: { msg: 'the full dump' },
+        timeoutMs: UPLOAD_TIMEOUT_MS,
+      });
+      const uploadMs = Date.now() - started;
+      assert.equal(up.status, 200, `upload: ${JSON.stringify(up.body).slice(0, 500)}`);
+      const message = up.body.message;
+      assert.equal(message.rid, room.id);
+      const [att] = message.attachments;
+      assert.equal(att.size, size, 'the stored size');
+      assert.equal(att.sha256, up.sha256, 'the server hashed what was sent');
+      assert.ok(att.title_link.startsWith('/file-upload/'), att.title_link);
+
+      // bob sees the message live on the other frontend.
+      const live = await bob.waitEvent(roomChannel(room.id), (e) => e.type === 'message.new' && e.id === message.id, 'the upload message');
+      assert.equal(live.message.attachments[0].fileId, att.fileId);
+
+      // bob, a member, downloads it through frontend 2: same bytes.
+      const started2 = Date.now();
+      const got = await downloadHashed(p2, att.title_link, { headers: authHeaders(bob.uid, bob.user.token), timeoutMs: UPLOAD_TIMEOUT_MS });
+      const downloadMs = Date.now() - started2;
+      assert.equal(got.status, 200, got.body);
+      assert.equal(got.size, size);
+      assert.equal(got.sha256, up.sha256, 'the member reads back exactly what was uploaded');
+      process.stderr.write(`# upload of ${size} bytes: ${uploadMs} ms in, ${downloadMs} ms out (debug build)\n`);
+
+      // carol, not in the group, gets the 404 of an unknown file, on either frontend, and cannot upload there.
+      for (const port of [p1, p2]) {
+        const refused = await downloadHashed(port, att.title_link, { headers: authHeaders(carol.uid, carol.user.token), timeoutMs: 10_000 });
+        assert.equal(refused.status, 404, `carol's download on :${port}: ${refused.body}`);
+        assert.equal(refused.size < 4096, true, 'no file bytes for a non-member');
+      }
+      const unknown = await downloadHashed(p2, `/file-upload/NoSuchFile0000000/dump.bin`, { headers: authHeaders(carol.uid, carol.user.token), timeoutMs: 10_000 });
+      assert.equal(unknown.status, 404);
+      const anon = await downloadHashed(p2, att.title_link, { timeoutMs: 10_000 });
+      assert.ok([401, 404].includes(anon.status), `anonymous download: ${anon.status}`);
+      const carolUp = await uploadGenerated(p2, `/api/v1/rooms.upload/${room.id}`, {
+        headers: authHeaders(carol.uid, carol.user.token),
+        filename: 'sneaky.bin',
+        size: 1024,
+        timeoutMs: 10_000,
+      });
+      assert.equal(carolUp.status, 404, `carol's upload into the group: ${JSON.stringify(carolUp.body)}`);
+    },
+    { timeout: 400_000 }
+  );
 
   scenario(
     "bob's frontend is killed mid-conversation: he reconnects to the other one and catches up by seq with nothing missing",
