@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { authHeaders, downloadHashed, uploadGenerated } from '../lib/rest.mjs';
+import { authHeaders, downloadHashed, restJson, uploadGenerated } from '../lib/rest.mjs';
 import { ADMIN_USERNAME, ChatClient, ChatCluster, RECONNECT_WAIT_MS, WAIT_MS, roomChannel, userChannel, userMessages } from '../lib/chat.mjs';
 
 const PASSWORD = 'correct horse battery staple';
@@ -487,6 +487,34 @@ describe('chat scenarios: socketcluster-client users on two frontends sharing on
     erin2.close();
     await watch.waitStatus('offline', "erin offline after her last socket closed");
     assert.equal((await alice.invoke('getUserPresence', { uid: users.erin.id })).users[0].status, 'offline');
+  });
+
+  scenario('REST and sockets are one chat: a bot-style REST post on frontend 2 reaches a socket on frontend 1, and REST history follows the same rules', async () => {
+    const [p1, p2] = cluster.ports;
+    const { room } = await alice.invoke('createPrivateGroup', { name: 'rest-and-socket', members: ['bob'] });
+    await alice.subscribe(roomChannel(room.id));
+    const [fromSocket] = await send(alice, room.id, ['posted over the socket']);
+    const posted = await restJson(p2, 'POST', '/api/v1/chat.postMessage', {
+      headers: authHeaders(bob.uid, bob.user.token),
+      body: { roomId: room.id, text: 'posted over REST' },
+    });
+    assert.equal(posted.status, 200, JSON.stringify(posted.body));
+    assert.equal(posted.body.success, true);
+    assert.equal(posted.body.channel, room.id);
+    const live = await alice.waitEvent(roomChannel(room.id), (e) => e.type === 'message.new' && e.id === posted.body.message.id, 'the REST post, live');
+    assert.equal(live.seq, fromSocket.seq + 1, 'one seq sequence for both surfaces');
+    assert.equal(live.message.u.username, 'bob');
+
+    const history = await restJson(p1, 'GET', `/api/v1/groups.history?roomId=${room.id}`, { headers: authHeaders(alice.uid, alice.user.token) });
+    assert.equal(history.status, 200, JSON.stringify(history.body));
+    assert.deepEqual(userMessages(history.body.messages).map((m) => m.msg), ['posted over the socket', 'posted over REST']);
+    // carol: the group is not found over REST either, the same as an unknown room.
+    const refused = await restJson(p2, 'GET', `/api/v1/groups.history?roomId=${room.id}`, { headers: authHeaders(carol.uid, carol.user.token) });
+    const unknown = await restJson(p2, 'GET', `/api/v1/groups.history?roomId=${UNKNOWN_RID}`, { headers: authHeaders(carol.uid, carol.user.token) });
+    assert.equal(refused.status, 404, JSON.stringify(refused.body));
+    assert.deepEqual(refused.body, unknown.body, 'same answer as an unknown room');
+    const anon = await restJson(p2, 'GET', `/api/v1/groups.history?roomId=${room.id}`);
+    assert.equal(anon.status, 401);
   });
 
   scenario(
