@@ -180,9 +180,11 @@ pub async fn worker(a: Args, mut io: WorkerIo) {
         closed_by_server: shared.closed.load(Ordering::Relaxed),
         cpu_us: sys::self_cpu().as_micros() as u64,
     };
+    // Report before letting go of the sockets: closing thousands of them at
+    // once keeps this runtime busy, and the report must not wait behind that.
+    io.send(Up::Final(serde_json::to_value(fin).unwrap_or_default()));
     stop.cancel();
     ticker.abort();
-    io.send(Up::Final(serde_json::to_value(fin).unwrap_or_default()));
 }
 
 async fn hold(mut ws: client::Ws, shared: &Shared, stop: &CancellationToken) {

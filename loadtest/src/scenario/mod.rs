@@ -165,7 +165,8 @@ pub async fn run(argv: Vec<String>) -> Result<Option<Report>> {
             Command::Chat(a) => chat::worker(a, io, None).await,
             Command::Table { .. } | Command::JsonGet { .. } | Command::WaitQuiet { .. } | Command::Plot { .. } => {}
         }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+        // The parent waits up to 30 s for a worker's last report; give its writer as long.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(25), writer).await;
         return Ok(None);
     }
     let report = match cli.command {
