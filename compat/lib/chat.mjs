@@ -42,6 +42,8 @@ export class ChatCluster {
     this.frontends = [];
     // Every frontend process ever started, for the logs of a failure.
     this.allFrontends = [];
+    // The state servers and brokers stopped by restartAll(), for the logs of a failure.
+    this.oldInfras = [];
     this.dir = null;
     this.storePath = null;
   }
@@ -133,19 +135,42 @@ export class ChatCluster {
     return this.frontends[i];
   }
 
+  /**
+   * Every node down and up again on the same store file, as after a power
+   * cut with a graceful shutdown: the frontends (SIGTERM, in parallel), then
+   * the brokers and the state server; then a new state server and brokers and
+   * both frontends on new ephemeral ports. Resolves with every exit
+   * (`forced` when SIGTERM was not enough), so a test can check the stop was
+   * clean.
+   */
+  async restartAll() {
+    const frontends = await Promise.all(this.frontends.map((f) => f.stop({ timeoutMs: STOP_TIMEOUT_MS })));
+    const { brokers, stateServer } = await this.infra.stop({ timeoutMs: STOP_TIMEOUT_MS });
+    const exits = { frontends, brokers, stateServer };
+    this.oldInfras.push(this.infra);
+    this.infra = new ClusterInfra();
+    await this.infra.start();
+    this.frontends = await Promise.all(Array.from({ length: this.frontendCount }, (_, i) => this.startFrontend(i, 0)));
+    return exits;
+  }
+
   logText() {
-    return [...this.allFrontends.map((f) => f.logText()), this.infra.logText()].join('\n');
+    return [...this.allFrontends.map((f) => f.logText()), ...this.oldInfras.map((i) => i.logText()), this.infra.logText()].join('\n');
   }
 
   /** Frontends (SIGTERM), then brokers and state server, then the store's directory. */
   async stop() {
     await Promise.all(this.frontends.map((f) => f.stop({ timeoutMs: STOP_TIMEOUT_MS }).catch(() => f.kill())));
+    // A frontend whose sibling failed to start is in no list but this one; left running, it would
+    // keep the test file alive until the runner's timeout.
+    for (const f of this.allFrontends) f.kill();
     await this.infra.stop({ timeoutMs: STOP_TIMEOUT_MS }).catch(() => this.infra.kill());
     this.removeDir();
   }
 
   kill() {
     for (const f of this.allFrontends) f.kill();
+    for (const i of this.oldInfras) i.kill();
     this.infra.kill();
     this.removeDir();
   }
