@@ -94,14 +94,32 @@ impl SqliteStore {
     }
 }
 
+/// How often, and how far apart, opening retries a file another process holds locked (50 × 100 ms).
+const OPEN_RETRIES: u32 = 50;
+const OPEN_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
 fn open_connection(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path).map_err(|e| ChatError::storage("open", e))?;
     // The busy timeout first: switching a new file to WAL needs a lock another process opening the same
-    // file may hold for a moment.
-    conn.execute_batch(
-        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-    )
-    .map_err(|e| ChatError::storage("open", e))?;
+    // file may hold for a moment. SQLite does not always call the busy handler for that switch (two
+    // processes creating the same file at once got SQLITE_BUSY straight away), so retry it, bounded.
+    let mut attempt = 0;
+    loop {
+        match conn.execute_batch(
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        ) {
+            Ok(()) => break,
+            Err(e) if attempt < OPEN_RETRIES && is_busy(&e) => {
+                attempt += 1;
+                std::thread::sleep(OPEN_RETRY_PAUSE);
+            }
+            Err(e) => return Err(ChatError::storage("open", e)),
+        }
+    }
     schema::migrate(&mut conn)?;
     Ok(conn)
 }
