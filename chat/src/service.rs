@@ -150,8 +150,55 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| auth::hash_password("no-such-user-dummy-password").unwrap_or_default())
 }
 
+/// Runs password hashing (argon2: ~19 MiB and tens of ms each) on a few long-lived threads, one per
+/// core, fed by a bounded queue. On Tokio's blocking pool, a burst of logins spread the work over up to
+/// hundreds of threads, and each thread's malloc arena kept its 19 MiB afterwards: a frontend that had
+/// created 1,000 users held 1.5 GB. Here at most one hash per core runs, and the memory they keep is
+/// bounded by the number of threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ChatError::storage("argon2", e))
+    let Some(workers) = hash_workers() else {
+        // No hashing thread could be started: Tokio's pool still does the work.
+        return tokio::task::spawn_blocking(f).await.map_err(|e| ChatError::storage("argon2", e));
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    workers.send(job).await.map_err(|_| ChatError::Unavailable)?;
+    rx.await.map_err(|_| ChatError::Unavailable)
+}
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Jobs waiting for a hashing thread; callers wait (not fail) when it is full.
+const HASH_QUEUE: usize = 256;
+
+fn hash_workers() -> Option<&'static tokio::sync::mpsc::Sender<HashJob>> {
+    static WORKERS: OnceLock<Option<tokio::sync::mpsc::Sender<HashJob>>> = OnceLock::new();
+    WORKERS
+        .get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel::<HashJob>(HASH_QUEUE);
+            let rx = Arc::new(std::sync::Mutex::new(rx));
+            let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            let mut started = 0;
+            for i in 0..threads {
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new().name(format!("chat-argon2-{i}")).spawn(move || loop {
+                    // One thread at a time waits on the queue; the others wait for the lock.
+                    let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).blocking_recv();
+                    match job {
+                        Some(job) => job(),
+                        None => return,
+                    }
+                });
+                match spawned {
+                    Ok(_) => started += 1,
+                    Err(e) => tracing::error!(error = %e, "cannot start a password hashing thread"),
+                }
+            }
+            (started > 0).then_some(tx)
+        })
+        .as_ref()
 }
 
 fn event(kind: &str, mut fields: Value) -> Value {

@@ -18,7 +18,14 @@ fn main() -> Result<()> {
         eprintln!("note: open-files limit {soft} (hard {hard}); each process holds fewer sockets than that");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
-    let report = rt.block_on(loadtest::run(argv))?;
+    let report = match rt.block_on(loadtest::run(argv)) {
+        Ok(r) => r,
+        // `--help`, `--version` and usage errors: clap prints them itself, with its own exit code.
+        Err(e) => match e.downcast::<clap::Error>() {
+            Ok(clap_error) => clap_error.exit(),
+            Err(e) => return Err(e),
+        },
+    };
     if let Some(r) = report {
         if let Some(dir) = &r.dir {
             eprintln!("report: {}/report.json  plot: {}/plot.svg", dir.display(), dir.display());
