@@ -12,7 +12,7 @@ use frontend::chat::{Chat, ChatConfig, SESSION_REVOKED};
 use frontend::Config;
 use protocol::Codec;
 use serde_json::{json, Value};
-use support::{Client, TestNode};
+use support::{call, call_err, Client, TestNode};
 
 const PW: &str = "correct horse battery";
 
@@ -34,20 +34,6 @@ async fn start() -> ChatNode {
     let node = TestNode::start(config, chat.app(Arc::new(AllowAll))).await;
     chat.attach(&node.node).await;
     ChatNode { node, _chat: chat, _dir: dir }
-}
-
-/// Invokes and returns the reply data; fails on an error reply.
-async fn call(c: &mut Client, event: &str, data: Value) -> Value {
-    let r = c.invoke(event, data).await;
-    assert!(r.get("error").is_none(), "{event} failed: {r}");
-    r["data"].clone()
-}
-
-/// Invokes and returns the error; fails on success.
-async fn call_err(c: &mut Client, event: &str, data: Value) -> Value {
-    let r = c.invoke(event, data).await;
-    assert!(r.get("error").is_some(), "{event} should fail: {r}");
-    r["error"].clone()
 }
 
 struct User {

@@ -295,3 +295,17 @@ fn from_rmpv(v: rmpv::Value) -> Value {
         rmpv::Value::Ext(..) => Value::Null,
     }
 }
+
+/// Invokes `event` and returns the reply's `data`, failing the test on an error reply.
+pub async fn call(c: &mut Client, event: &str, data: Value) -> Value {
+    let r = c.invoke(event, data).await;
+    assert!(r.get("error").is_none(), "{event} failed: {r}");
+    r["data"].clone()
+}
+
+/// Invokes `event` and returns the reply's `error`, failing the test when it succeeded.
+pub async fn call_err(c: &mut Client, event: &str, data: Value) -> Value {
+    let r = c.invoke(event, data).await;
+    assert!(r.get("error").is_some(), "{event} should fail: {r}");
+    r["error"].clone()
+}
