@@ -15,6 +15,13 @@
 
 # Build stage: the toolchain CI uses (rust-version in Cargo.toml is the minimum).
 FROM rust:1.95.0-bookworm AS build
+# npm fetches the pinned socketcluster-client (web/package-lock.json) that frontend/build.rs embeds in
+# the binary for the browser client; with WEB_REQUIRE_CLIENT_LIBRARY set the build fails instead of
+# embedding the "library missing" placeholder.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
+ENV WEB_REQUIRE_CLIENT_LIBRARY=1
 WORKDIR /src
 COPY . .
 # The registry and target caches survive between builds (BuildKit); the
@@ -25,6 +32,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
+    --mount=type=cache,target=/root/.npm,sharing=locked \
     cargo build --release --bins --locked \
     && mkdir -p /out \
     && for bin in frontend broker state-server; do \

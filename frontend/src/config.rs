@@ -151,6 +151,15 @@ pub struct Args {
     #[arg(long, env = "CHAT_FILES_DIR")]
     pub files_dir: Option<PathBuf>,
 
+    /// Serve the browser chat client's files from this directory (the repository's `web/static`) instead
+    /// of the copy built into the binary: edit and reload without rebuilding. Needs the chat.
+    #[arg(long, env = "CHAT_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
+    /// Do not serve the browser chat client (`/` and `/web/…`).
+    #[arg(long, env = "CHAT_NO_WEB")]
+    pub no_web: bool,
+
     /// After binding, write the bound addresses as JSON to this file
     /// (`{"json":"host:port","min_bin":"host:port"}`), for tests and scripts using port 0.
     #[arg(long, env = "FRONTEND_PORTS_FILE")]

@@ -21,6 +21,7 @@ mod ratebound;
 pub mod rest;
 pub mod rpc;
 mod sockets;
+pub mod web;
 pub mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,6 +98,8 @@ pub struct ChatConfig {
     /// Keep uploads in this directory instead of the store's default (beside the SQLite file, or
     /// GridFS with MongoDB).
     pub files_dir: Option<std::path::PathBuf>,
+    /// The browser client: embedded (default), from a directory (`--web-dir`), or off (`--no-web`).
+    pub web: web::WebSource,
 }
 
 impl ChatConfig {
@@ -113,6 +116,7 @@ impl ChatConfig {
             rest_max_body_bytes: rest::DEFAULT_MAX_BODY_BYTES,
             rest_idle_timeout: rest::DEFAULT_IDLE_TIMEOUT,
             files_dir: None,
+            web: web::WebSource::Embedded,
         }
     }
 
@@ -140,6 +144,14 @@ impl ChatConfig {
         }
         if a.rest_max_body_bytes == 0 {
             return Err(ConfigError::new("--rest-max-body-bytes", "must be greater than 0"));
+        }
+        if a.no_web && a.web_dir.is_some() {
+            return Err(ConfigError::new("--web-dir", "cannot be combined with --no-web"));
+        }
+        if let Some(dir) = &a.web_dir {
+            if !dir.join("index.html").is_file() {
+                return Err(ConfigError::new("--web-dir", format!("{} has no index.html", dir.display())));
+            }
         }
         if a.rest_idle_timeout_secs == 0 {
             return Err(ConfigError::new("--rest-idle-timeout-secs", "must be greater than 0"));
@@ -172,6 +184,11 @@ impl ChatConfig {
             rest_max_body_bytes: a.rest_max_body_bytes,
             rest_idle_timeout: Duration::from_secs(a.rest_idle_timeout_secs),
             files_dir: a.files_dir.clone(),
+            web: match (&a.web_dir, a.no_web) {
+                (_, true) => web::WebSource::Off,
+                (Some(dir), false) => web::WebSource::Dir(dir.clone()),
+                (None, false) => web::WebSource::Embedded,
+            },
         }))
     }
 }
@@ -248,6 +265,7 @@ impl Chat {
             max_body_bytes: config.rest_max_body_bytes,
             idle_timeout: config.rest_idle_timeout,
             files,
+            web: config.web.clone(),
         };
         Arc::new_cyclic(|me| Chat {
             me: me.clone(),

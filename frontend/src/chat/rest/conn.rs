@@ -191,6 +191,22 @@ impl Conn {
         self.stream.flush().await
     }
 
+    /// Answers with `body` and `headers` (`Content-Length` is added); with `send_body` false (a `HEAD`
+    /// request, a 304) only the head is written, still declaring the body's length.
+    pub async fn respond_bytes(
+        &mut self,
+        status: u16,
+        headers: &[(&str, String)],
+        body: &[u8],
+        send_body: bool,
+    ) -> std::io::Result<()> {
+        self.write_head(status, headers, body.len() as u64).await?;
+        if send_body {
+            self.write_timed(body).await?;
+        }
+        self.stream.flush().await
+    }
+
     /// Answers 200 with `length` bytes from `reader`, streamed in pieces, each write under the idle timeout.
     pub async fn respond_stream(
         &mut self,
@@ -249,6 +265,7 @@ impl Conn {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

@@ -22,6 +22,7 @@ pub mod files;
 pub mod multipart;
 
 use super::hooks_http::{self, HOOKS_PREFIX};
+use super::web::{self, WebSource};
 use super::Chat;
 use crate::http::{Head, HttpApp, HttpConnection};
 use conn::Conn;
@@ -33,7 +34,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = ::chat::limits::MAX_REQUEST_BYTES;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The chat's HTTP routes, by path prefix. **Another chat HTTP surface** adds its prefix here and its
-/// arm in [`Rest::route`]; nothing else changes.
+/// arm in [`Rest::route`]; nothing else changes. (The browser client's routes, `/` and
+/// [`web::WEB_PREFIX`], are claimed by [`web::claims`] unless `--no-web`.)
 pub const PREFIXES: &[&str] = &["/api/v1/", "/file-upload/", HOOKS_PREFIX];
 
 /// REST settings.
@@ -45,11 +47,18 @@ pub struct RestConfig {
     pub idle_timeout: Duration,
     /// Where uploads go; `None`: uploads are refused (503).
     pub files: Option<Arc<dyn FileStore>>,
+    /// Where the browser client's files come from (or `Off`).
+    pub web: WebSource,
 }
 
 impl Default for RestConfig {
     fn default() -> Self {
-        RestConfig { max_body_bytes: DEFAULT_MAX_BODY_BYTES, idle_timeout: DEFAULT_IDLE_TIMEOUT, files: None }
+        RestConfig {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            files: None,
+            web: WebSource::Embedded,
+        }
     }
 }
 
@@ -59,6 +68,7 @@ impl std::fmt::Debug for RestConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("idle_timeout", &self.idle_timeout)
             .field("files", &self.files.is_some())
+            .field("web", &self.web)
             .finish()
     }
 }
@@ -105,6 +115,9 @@ impl Rest {
             let (status, answer) = hooks_http::handle(&self.chat, &conn.head.method, &path, &body).await;
             return Ok(Reply::Json(status, answer));
         }
+        if web::claims(&path) {
+            return web::serve(&self.config().web, conn).await;
+        }
         Err(unknown_endpoint())
     }
 
@@ -147,7 +160,7 @@ fn unknown_endpoint() -> RestError {
 #[async_trait]
 impl HttpApp for Rest {
     fn claims(&self, path: &str) -> bool {
-        PREFIXES.iter().any(|p| path.starts_with(p))
+        PREFIXES.iter().any(|p| path.starts_with(p)) || (self.config().web != WebSource::Off && web::claims(path))
     }
 
     async fn serve(&self, c: HttpConnection) {
