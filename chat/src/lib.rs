@@ -14,6 +14,7 @@ pub mod auth;
 pub mod error;
 pub mod files;
 pub mod ids;
+pub mod import;
 pub mod integration;
 pub mod limits;
 pub mod mentions;

@@ -817,6 +817,162 @@ pub async fn rooms_are_renamed_to_free_names_only(h: &dyn Harness) {
     assert!(matches!(s.update_room(&general, rename("bad name")).await, Err(ChatError::Invalid { .. })));
 }
 
+fn imported_user(id: &str, name: &str) -> User {
+    User {
+        id: UserId::from(id),
+        username: name.into(),
+        name: name.to_uppercase(),
+        email: Some(format!("{name}@imported.org")),
+        kind: UserKind::User,
+        roles: vec![Role::User],
+        active: false,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn imported_message(id: &str, rid: &RoomId, who: &User, text: &str, ts: i64) -> chat::message::Message {
+    chat::message::Message {
+        id: MessageId::from(id),
+        rid: rid.clone(),
+        seq: 0,
+        u: uref(who),
+        msg: text.into(),
+        t: None,
+        ts,
+        updated_at: ts,
+        edited_at: None,
+        edited_by: None,
+        tmid: None,
+        tshow: false,
+        timeline: true,
+        tcount: 0,
+        tlm: None,
+        replies: Vec::new(),
+        mentions: Vec::new(),
+        group_mention: false,
+        reactions: Default::default(),
+        pinned: false,
+        pinned_at: None,
+        pinned_by: None,
+        attachments: Vec::new(),
+        client_msg_id: None,
+        deleted_at: None,
+    }
+}
+
+pub async fn an_import_batch_is_written_once_with_history_read_and_threads_counted(h: &dyn Harness) {
+    use chat::store::{ImportBatch, ImportProgress};
+    let s = h.open().await;
+    let live = user(&*s, "live").await;
+    let lobby = channel(&*s, &live, "lobby", &[]).await;
+    let old_root = say(&*s, &lobby, &live, "an old thread").await;
+    let ann = imported_user("imp-ann", "ann");
+    let ben = imported_user("imp-ben", "ben");
+    let mut room = s.get_room(&lobby).await.unwrap().unwrap();
+    room.id = RoomId::from("imp-room");
+    room.name = Some("imported".into());
+    room.topic = "from elsewhere".into();
+    room.counters = Default::default();
+    room.created_at = 1_000;
+    let member = |rid: &RoomId, u: &User, roles: Vec<Role>| {
+        let mut sub = chat::room::Subscription::new_member(&room, u, roles, 1_000);
+        sub.rid = rid.clone();
+        sub.t = if *rid == lobby { RoomType::Channel } else { room.t };
+        sub
+    };
+    let root = imported_message("imp-m1", &room.id, &ann, "imported rhubarb root", 10_000);
+    let mut reply = imported_message("imp-m2", &room.id, &ben, "a reply", 11_000);
+    reply.tmid = Some(root.id.clone());
+    reply.timeline = false;
+    let mut edited = imported_message("imp-m3", &room.id, &ben, "changed later", 12_000);
+    edited.edited_at = Some(13_000);
+    edited.edited_by = Some(ben.id.clone());
+    edited.reactions.insert("+1".into(), vec![ann.id.clone(), ben.id.clone()]);
+    let mut lobby_reply = imported_message("imp-m4", &lobby, &ann, "late reply to a live thread", 14_000);
+    lobby_reply.tmid = Some(old_root.id.clone());
+    lobby_reply.timeline = false;
+    let lobby_msg = imported_message("imp-m5", &lobby, &ann, "imported into lobby", 15_000);
+    let batch = ImportBatch {
+        users: vec![ann.clone(), ben.clone()],
+        rooms: vec![room.clone()],
+        members: vec![
+            member(&room.id, &ann, vec![Role::Owner]),
+            member(&room.id, &ben, vec![]),
+            member(&lobby, &ann, vec![]),
+        ],
+        messages: vec![root.clone(), reply, edited, lobby_reply, lobby_msg],
+    };
+    // The live member of lobby has one unread message before the import.
+    let other = user(&*s, "other").await;
+    s.add_member(&lobby, &other.id, vec![]).await.unwrap();
+    say(&*s, &lobby, &live, "unread for other").await;
+    let before = s.get_subscription(&lobby, &other.id).await.unwrap().unwrap();
+    let lobby_before = s.get_room(&lobby).await.unwrap().unwrap();
+    assert_eq!(before.unread(lobby_before.counters).messages, 1);
+
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen2 = seen.clone();
+    let progress: ImportProgress = Arc::new(move |n| seen2.store(n, std::sync::atomic::Ordering::Relaxed));
+    let out = s.import(batch.clone(), progress.clone()).await.unwrap();
+    assert_eq!((out.users, out.rooms, out.members, out.messages.len()), (2, 1, 3, 5));
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 5, "progress reaches the batch size");
+
+    let stored_ann = s.get_user(&ann.id).await.unwrap().unwrap();
+    assert!(!stored_ann.active, "imported users start deactivated");
+    assert_eq!(s.password_hash(&ann.id).await.unwrap(), None);
+    let r = s.get_room(&room.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.topic.as_str(), r.users_count, r.counters.msg_count, r.counters.root_count),
+        ("from elsewhere", 2, 3, 2)
+    );
+    assert_eq!(r.last_message_at, Some(12_000));
+    let all = s.messages_after(&room.id, 0, 10).await.unwrap();
+    assert_eq!(seqs(&all), [1, 2, 3]);
+    assert_eq!(all.iter().map(|m| m.ts).collect::<Vec<_>>(), [10_000, 11_000, 12_000], "original times kept");
+    assert_eq!(all[0].tcount, 1);
+    assert_eq!(all[0].tlm, Some(11_000));
+    assert_eq!(all[0].replies, vec![ben.id.clone()]);
+    assert_eq!(all[2].edited_at, Some(13_000));
+    assert_eq!(all[2].reactions["+1"], vec![ann.id.clone(), ben.id.clone()]);
+    let history = s.history(&room.id, Page::Latest { limit: 10 }).await.unwrap();
+    assert_eq!(seqs(&history), [1, 3], "the reply is in its thread, not the timeline");
+    let old = s.get_message(&old_root.id).await.unwrap().unwrap();
+    assert_eq!((old.tcount, old.tlm), (1, Some(14_000)));
+    let owner = s.get_subscription(&room.id, &ann.id).await.unwrap().unwrap();
+    assert!(owner.is_owner());
+    assert_eq!(owner.unread(r.counters).messages, 0, "imported history is read");
+    let lobby_after = s.get_room(&lobby).await.unwrap().unwrap();
+    assert_eq!(lobby_after.counters.msg_count, lobby_before.counters.msg_count + 2);
+    let other_after = s.get_subscription(&lobby, &other.id).await.unwrap().unwrap();
+    assert_eq!(other_after.unread(lobby_after.counters).messages, 1, "live unread stays, imported is not added");
+    let found = s
+        .search_messages(&SearchQuery {
+            reader: ann.id.clone(),
+            preview_room: None,
+            room: None,
+            text: "rhubarb".into(),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), [root.id.clone()]);
+
+    let again = s.import(batch, progress).await.unwrap();
+    assert_eq!((again.users, again.rooms, again.members, again.messages.len()), (0, 0, 0, 0));
+    assert_eq!(s.get_room(&room.id).await.unwrap().unwrap().counters.msg_count, 3, "nothing twice");
+    assert_eq!(s.get_message(&old_root.id).await.unwrap().unwrap().tcount, 1);
+
+    // A taken username (another id) is refused before anything of the batch is written.
+    let clash = ImportBatch {
+        users: vec![imported_user("imp-x", "LIVE"), imported_user("imp-y", "yves")],
+        ..Default::default()
+    };
+    let e = s.import(clash, Arc::new(|_| {})).await.unwrap_err();
+    assert!(matches!(e, ChatError::Conflict { .. }), "{e:?}");
+    assert!(s.get_user(&UserId::from("imp-y")).await.unwrap().is_none());
+}
+
 // ------------------------------------------------------------------ instantiation
 
 macro_rules! suite {
@@ -845,6 +1001,7 @@ macro_rules! suite {
                 integrations_and_their_delivery_history_are_stored,
                 users_are_listed_with_deactivated_ones_by_a_cursor,
                 rooms_are_renamed_to_free_names_only,
+                an_import_batch_is_written_once_with_history_read_and_threads_counted,
             );
         }
     };

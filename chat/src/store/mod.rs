@@ -159,6 +159,72 @@ pub struct SyncResult {
     pub reset: bool,
 }
 
+/// Everything one import writes (see `crate::import`), applied by [`Store::import`]. Ids are chosen by
+/// the importer (derived from the source's ids), which is what makes a re-run idempotent.
+#[derive(Clone, Debug, Default)]
+pub struct ImportBatch {
+    /// Inserted when their id is absent (no password; `active` as given). A username or e-mail held by
+    /// another id is a `Conflict` and nothing is written (SQLite).
+    pub users: Vec<User>,
+    /// Inserted when their id is absent, with zero counters; `users_count` is recounted.
+    pub rooms: Vec<Room>,
+    /// Inserted when `(rid, uid)` is absent, caught up to the room's counters at that point.
+    pub members: Vec<Subscription>,
+    /// In the order to number them (by original `ts` within a room). Inserted when their id is absent,
+    /// with the room's next `seq`; `seq`, `tcount`, `tlm` and `replies` are computed by the store (a new
+    /// reply bumps its root, which must be stored or earlier in the batch). Imported history is not
+    /// unread: every member's read counters move on by the messages added to the room (a member who had
+    /// read everything stays caught up; live unread messages stay unread), and mention counters are not
+    /// touched.
+    pub messages: Vec<Message>,
+}
+
+impl ImportBatch {
+    /// The field rules of the normal write paths, checked before anything is written.
+    pub fn validate(&self) -> Result<()> {
+        for u in &self.users {
+            crate::user::validate_username(&u.username)?;
+            crate::limits::check_chars("name", &u.name, crate::limits::MAX_DISPLAY_NAME_CHARS)?;
+            if let Some(e) = &u.email {
+                crate::user::validate_email(e)?;
+            }
+            crate::roles::validate_global_roles(&u.roles)?;
+        }
+        for r in &self.rooms {
+            if let Some(n) = &r.name {
+                crate::user::validate_name("name", n)?;
+            }
+            if (r.t == crate::room::RoomType::Direct) != r.dm_key.is_some() {
+                return Err(crate::ChatError::invalid("dmKey", "DMs and only DMs have a dmKey"));
+            }
+        }
+        for m in &self.messages {
+            crate::message::validate_text(&m.msg, crate::limits::MAX_MESSAGE_CHARS * 10, !m.attachments.is_empty())?;
+            crate::message::validate_attachments(&m.attachments)?;
+            for emoji in m.reactions.keys() {
+                crate::message::validate_emoji(emoji)?;
+            }
+            if m.tmid.is_none() && !m.timeline {
+                return Err(crate::ChatError::invalid("timeline", "only thread replies can be off the timeline"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`Store::import`] created (the rest was already there).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub users: u64,
+    pub rooms: u64,
+    pub members: u64,
+    /// Ids of the messages inserted by this call.
+    pub messages: Vec<MessageId>,
+}
+
+/// Called with the number of batch messages handled so far (from the store's own thread or task).
+pub type ImportProgress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
 /// The storage contract. See the module documentation for what a backend guarantees.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -298,6 +364,12 @@ pub trait Store: Send + Sync + 'static {
     async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
     /// An integration's deliveries, newest first.
     async fn deliveries(&self, integration_id: &str, limit: usize) -> Result<Vec<Delivery>>;
+
+    // ---- import ----
+    /// Writes an [`ImportBatch`], skipping what exists (by id). SQLite: one transaction, so an error
+    /// leaves the store unchanged. MongoDB: one idempotent write after another; an interrupted import is
+    /// completed by running it again (a `seq` consumed by the interrupted run may stay a hole).
+    async fn import(&self, batch: ImportBatch, progress: ImportProgress) -> Result<ImportOutcome>;
 
     // ---- composed ----
     /// `message.sync(rid, afterSeq, updatedSince, limit)`, built from the two primitive reads.

@@ -37,15 +37,17 @@ use crate::room::{
     SubscriptionPrefs,
 };
 use crate::store::{
-    quoted_terms, Created, MemberState, NewSession, Page, SearchQuery, Session, SessionKind, Store, SubscriptionDelta,
+    quoted_terms, Created, ImportBatch, ImportOutcome, ImportProgress, MemberState, NewSession, Page, SearchQuery,
+    Session, SessionKind, Store, SubscriptionDelta,
 };
 use crate::unread::{ReadState, Seq};
 use crate::user::{NewUser, User};
 use crate::{ChatError, Result};
 
-/// Optimistic-concurrency retries for read-modify-write of one message.
+mod import;
 mod live;
 
+/// Optimistic-concurrency retries for read-modify-write of one message.
 const MODIFY_RETRIES: usize = 16;
 
 fn err(op: &'static str) -> impl FnOnce(MongoError) -> ChatError {
@@ -956,6 +958,10 @@ impl Store for MongoStore {
             .await
             .map_err(err("members_with_notify"))?;
         Ok(self.collect(cursor, "members_with_notify").await?.into_iter().map(|d| d.sub).collect())
+    }
+
+    async fn import(&self, batch: ImportBatch, progress: ImportProgress) -> Result<ImportOutcome> {
+        import::import(self, batch, progress).await
     }
 
     async fn insert_message(&self, new: NewMessage) -> Result<Created<Message>> {

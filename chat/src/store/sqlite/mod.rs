@@ -23,12 +23,14 @@ use crate::presence::Manual;
 use crate::roles::Role;
 use crate::room::{NewRoom, NotifyLevel, Room, RoomPatch, Subscription, SubscriptionPrefs};
 use crate::store::{
-    Created, MemberState, NewSession, Page, SearchQuery, Session, SessionKind, Store, SubscriptionDelta,
+    Created, ImportBatch, ImportOutcome, ImportProgress, MemberState, NewSession, Page, SearchQuery, Session,
+    SessionKind, Store, SubscriptionDelta,
 };
 use crate::unread::Seq;
 use crate::user::{NewUser, User};
 use crate::{ChatError, Result};
 
+mod import;
 mod live;
 mod ops;
 mod rows;
@@ -277,6 +279,10 @@ impl Store for SqliteStore {
     async fn members_with_notify(&self, room: &RoomId, level: NotifyLevel, limit: usize) -> Result<Vec<Subscription>> {
         let room = room.clone();
         self.call(move |c| ops::members_with_notify(c, &room, level, limit)).await
+    }
+
+    async fn import(&self, batch: ImportBatch, progress: ImportProgress) -> Result<ImportOutcome> {
+        self.call(move |c| import::import(c, batch, &progress)).await
     }
 
     async fn insert_message(&self, new: NewMessage) -> Result<Created<Message>> {
