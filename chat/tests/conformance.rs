@@ -956,7 +956,7 @@ pub async fn an_import_batch_is_written_once_with_history_read_and_threads_count
         })
         .await
         .unwrap();
-    assert_eq!(found.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), [root.id.clone()]);
+    assert_eq!(found.iter().map(|m| &m.id).collect::<Vec<_>>(), [&root.id]);
 
     let again = s.import(batch, progress).await.unwrap();
     assert_eq!((again.users, again.rooms, again.members, again.messages.len()), (0, 0, 0, 0));
