@@ -1,0 +1,243 @@
+//! `chat`: command-line tools for the chat store. Today one: `chat import slack <export.zip>`.
+//!
+//! The archive is read and checked completely before the store is touched; a bad archive exits with
+//! status 1 and a message naming the file inside the zip, and the store is unchanged. Progress goes to
+//! stderr (one updating line on a terminal, a line per step otherwise), the summary to stdout.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chat::import::{apply, slack, ImportError, Summary};
+use chat::store::{ImportProgress, Store};
+use clap::{Parser, Subcommand};
+
+/// Largest archive read (the whole zip is held in memory while it is checked).
+const MAX_ARCHIVE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// A terminal progress line is redrawn at most this often.
+const REDRAW_EVERY: Duration = Duration::from_millis(250);
+
+#[derive(Parser, Debug)]
+#[command(name = "chat", version, about = "Tools for the chat store (import another chat's history)")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Import history from another chat system.
+    #[command(subcommand)]
+    Import(Import),
+}
+
+#[derive(Subcommand, Debug)]
+enum Import {
+    /// Import a Slack workspace export (the zip from "Settings → Import/Export data → Export").
+    ///
+    /// Creates the Slack users as deactivated accounts without a password (an admin activates them;
+    /// a Slack user whose e-mail matches an existing account is linked to it), public channels, private
+    /// groups, DMs and multi-person DMs (as private groups) with their members, and the messages with
+    /// their original times and authors, threads, reactions, edit marks and links to shared files (the
+    /// files themselves are not downloaded). Imported history counts as read.
+    ///
+    /// Running it again with the same or a later export adds only what is new. The whole archive is
+    /// checked before anything is written: a malformed archive changes nothing. With SQLite the import
+    /// is one transaction; with MongoDB an interrupted import is completed by running it again.
+    #[command(verbatim_doc_comment)]
+    Slack {
+        /// The export zip.
+        archive: PathBuf,
+        /// The chat store: `sqlite:<path>` (or just a path to a .db file) or `mongodb://host:port/<db>`.
+        /// The default is the store `scripts/cluster` and the frontend's `--chat` use when started from
+        /// the repository root.
+        #[arg(long, env = "CHAT_STORE", default_value = "sqlite:./data/chat.db")]
+        store: String,
+        /// Check the archive and print what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chat: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Command::Import(Import::Slack { archive, store, dry_run }) = args.command;
+    match runtime.block_on(import_slack(archive, store_url(&store), dry_run)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat: import failed: {e} [{}]", e.id());
+            if matches!(e, ImportError::Store(_)) {
+                eprintln!(
+                    "chat: SQLite rolled the import back; with MongoDB, run the same import again to complete it"
+                );
+            } else {
+                eprintln!("chat: nothing was written (the store is unchanged)");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A bare path means SQLite.
+fn store_url(s: &str) -> String {
+    if s.starts_with("sqlite:") || s.starts_with("mongodb://") || s.starts_with("mongodb+srv://") {
+        s.to_owned()
+    } else {
+        format!("sqlite:{s}")
+    }
+}
+
+async fn import_slack(path: PathBuf, store_url: String, dry_run: bool) -> Result<(), ImportError> {
+    let started = Instant::now();
+    let progress = Progress::new();
+    let shown = path.display().to_string();
+    let io = |e: std::io::Error| ImportError::Io { path: shown.clone(), reason: e.to_string() };
+    let size = std::fs::metadata(&path).map_err(io)?.len();
+    if size > MAX_ARCHIVE_BYTES {
+        return Err(ImportError::Io { path: shown, reason: "larger than 4 GiB".into() });
+    }
+    progress.step(&format!("reading {shown} ({} KiB)", size / 1024));
+    let bytes = std::fs::read(&path).map_err(io)?;
+    let archive =
+        slack::parse(&bytes, &mut |done, total| progress.update("checking archive", done as u64, total as u64))?;
+    drop(bytes);
+    progress.step(&format!(
+        "archive ok: {} users, {} conversations, {} messages in {} daily files",
+        archive.users.len(),
+        archive.conversations.len(),
+        archive.message_count(),
+        archive.message_files
+    ));
+
+    if dry_run {
+        let sqlite_missing = store_url
+            .strip_prefix("sqlite:")
+            .map(|p| !std::path::Path::new(p.strip_prefix("//").unwrap_or(p)).exists())
+            .unwrap_or(false);
+        let store = if sqlite_missing { None } else { Some(chat::store::open(&store_url).await?) };
+        progress.step("planning against the store (read only)");
+        let plan = apply::dry_run(store.as_deref(), &archive).await?;
+        progress.finish();
+        println!("dry run: nothing was written. The import would bring at most:");
+        print!("{}", plan.summary(None));
+        return Ok(());
+    }
+
+    let store: Arc<dyn Store> = chat::store::open(&store_url).await?;
+    progress.step(&format!("importing into {}", redact(&store_url)));
+    let total = archive.message_count() as u64;
+    let p = progress.clone();
+    let callback: ImportProgress = Arc::new(move |done| p.update("writing", done, total));
+    let summary: Summary = apply::run(&*store, &archive, callback).await?;
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64();
+    print!("{summary}");
+    println!(
+        "took {secs:.1} s ({:.0} messages/s)",
+        if secs > 0.0 { summary.messages.imported as f64 / secs } else { 0.0 }
+    );
+    if summary.users.imported > 0 {
+        println!(
+            "imported users are deactivated: an admin activates them (setUserActiveStatus) before they can log in"
+        );
+    }
+    Ok(())
+}
+
+/// `mongodb://user:secret@host` → `mongodb://user:***@host`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Progress on stderr: one redrawn line on a terminal (at most every [`REDRAW_EVERY`]), plain lines
+/// per step otherwise.
+#[derive(Clone)]
+struct Progress {
+    tty: bool,
+    last: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress { tty: std::io::stderr().is_terminal(), last: Arc::new(Mutex::new(None)) }
+    }
+
+    fn step(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K");
+        }
+        let _ = writeln!(err, "{text}");
+    }
+
+    fn update(&self, what: &str, done: u64, total: u64) {
+        if !self.tty {
+            return;
+        }
+        let Ok(mut last) = self.last.lock() else { return };
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < REDRAW_EVERY) && done < total {
+            return;
+        }
+        *last = Some(now);
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{what}: {pct:>3}% ({done}/{total})");
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        }
+        self.step("done");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_strings_are_those_of_the_frontend_or_a_path() {
+        assert_eq!(store_url("sqlite:./data/chat.db"), "sqlite:./data/chat.db");
+        assert_eq!(store_url("/tmp/x.db"), "sqlite:/tmp/x.db");
+        assert_eq!(store_url("mongodb://h:1/chat"), "mongodb://h:1/chat");
+    }
+
+    #[test]
+    fn passwords_in_store_urls_are_not_printed() {
+        assert_eq!(redact("mongodb://u:secret@h:1/db"), "mongodb://u:***@h:1/db");
+        assert_eq!(redact("sqlite:./data/chat.db"), "sqlite:./data/chat.db");
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        Args::command_for_test();
+        let a = Args::try_parse_from(["chat", "import", "slack", "x.zip", "--dry-run"]).unwrap();
+        let Command::Import(Import::Slack { dry_run, .. }) = a.command;
+        assert!(dry_run);
+    }
+
+    impl Args {
+        fn command_for_test() {
+            <Args as clap::CommandFactory>::command().debug_assert();
+        }
+    }
+}
