@@ -104,19 +104,24 @@ export function rowBadges(u, name) {
   }, name);
 }
 
-/** Wait until the row of `name` shows badges `pred({unread, mention})`. */
-export function waitBadges(u, name, pred, what, ms = UI_WAIT_MS) {
-  const fn = `(() => {
-    const n = ${JSON.stringify(name)};
-    const row = document.querySelector('#sidebar li[data-rid][data-name="' + n + '"]');
-    if (!row) return null;
-    const visible = (el) => !!el && el.offsetParent !== null && !el.hidden && el.textContent.trim() !== '';
-    const unread = row.querySelector('.badge-unread');
-    const mention = row.querySelector('.badge-mention');
-    const b = { unread: visible(unread) ? Number(unread.textContent.trim()) : 0, mention: !!mention && mention.offsetParent !== null && !mention.hidden };
-    return (${pred.toString()})(b) ? b : null;
-  })()`;
-  return waitFor(u.page, fn, undefined, `${u.name}: badges of '${name}' ${what}`, ms, () => rowBadges(u, name));
+/** Wait until the row of `name` shows exactly `expected` ({unread, mention}). */
+export function waitBadges(u, name, expected, what, ms = UI_WAIT_MS) {
+  return waitFor(
+    u.page,
+    ([n, want]) => {
+      const row = document.querySelector(`#sidebar li[data-rid][data-name="${n}"]`);
+      if (!row) return null;
+      const visible = (el) => !!el && el.offsetParent !== null && !el.hidden && el.textContent.trim() !== '';
+      const unread = row.querySelector('.badge-unread');
+      const mention = row.querySelector('.badge-mention');
+      const b = { unread: visible(unread) ? Number(unread.textContent.trim()) : 0, mention: !!mention && mention.offsetParent !== null && !mention.hidden };
+      return b.unread === want.unread && b.mention === want.mention ? b : null;
+    },
+    [name, expected],
+    `${u.name}: badges of '${name}' = ${JSON.stringify(expected)} (${what})`,
+    ms,
+    () => rowBadges(u, name)
+  );
 }
 
 /** Wait until `[data-presence-user=<username>]` somewhere in the page has data-status `status`. */

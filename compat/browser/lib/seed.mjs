@@ -65,8 +65,8 @@ let msgSerial = 0;
 
 /**
  * `who` sends `msg` into `rid` with a client message id, waiting out
- * `error-too-many-requests` a few times as a client does. Resolves with the
- * stored message.
+ * `error-too-many-requests` and retrying a call lost with its connection, a
+ * few times, as a client does. Resolves with the stored message.
  */
 export async function send(who, rid, msg, extra = {}) {
   const clientMsgId = `${who.username}-seed-${++msgSerial}-${Date.now()}`;
@@ -75,8 +75,18 @@ export async function send(who, rid, msg, extra = {}) {
       const { message } = await who.invoke('sendMessage', { rid, msg, clientMsgId, ...extra });
       return message;
     } catch (err) {
-      if (err.error !== 'error-too-many-requests' || attempt >= 5) throw err;
-      await sleep(Math.min(err.retryAfterMs || 200, 3_000));
+      if (attempt >= 5) throw err;
+      if (err.error === 'error-too-many-requests') {
+        await sleep(Math.min(err.retryAfterMs || 200, 3_000));
+      } else if (err.name === 'BadConnectionError') {
+        // The socket dropped with the call in flight (it reconnects by itself): send the same
+        // client message id again; if the first one was stored, the server answers `created: false`
+        // with that message instead of storing it twice.
+        who.note(`${err.message}; sending '${msg.slice(0, 40)}' again`);
+        await sleep(200);
+      } else {
+        throw err;
+      }
     }
   }
 }
