@@ -347,10 +347,15 @@ class App {
       if (tl.serverTime) data.updatedSince = tl.serverTime - 2000;
       const res = await this.call('syncMessages', data);
       if (this.timeline !== tl) return;
-      if (res.reset) {
+      if (res.reset && tl.synced) {
         this.loadRoom(rid);
         return;
       }
+      // A reset on the first sync of a freshly loaded timeline does not mean it is behind: more than a
+      // page of messages was written in the `updatedSince` overlap before the newest one (a busy room,
+      // an import; a message counts as updated when it is created). Loading again would get the same
+      // answer, forever. Take the messages after the page; live events and the gap check do the rest.
+      tl.synced = true;
       let top = tl.contig;
       for (const m of res.messages || []) {
         tl.upsert(m);
