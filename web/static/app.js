@@ -505,7 +505,13 @@ class App {
     for (let attempt = 0; attempt < 4; attempt += 1) {
       try {
         const { message } = await this.call('sendMessage', data);
-        if (this.timeline && this.timeline.rid === rid && (!message.tmid || message.tshow)) this.timeline.upsert(message);
+        if (this.timeline && this.timeline.rid === rid && (!message.tmid || message.tshow)) {
+          this.timeline.upsert(message);
+          // One's own message is what one wants to see. Scrolled far up, the window no longer holds the
+          // newest messages, so it went in below it; and its live event, already known, shows no
+          // "New messages" button: back to the newest.
+          this.timeline.jumpToLatest();
+        }
         if (tmid && this.thread && this.thread.tmid === tmid) this.threadAdd(message);
         showError($('#composer-error'), '');
         return true;
