@@ -396,6 +396,32 @@ fn the_binary_imports_prints_progress_and_a_summary_and_a_rerun_adds_nothing() {
     assert!(out.contains("messages:        0 (10 already present)"), "{out}");
     assert!(out.contains("nothing was written"), "{out}");
 
+    // An imported account gets a password and is activated from the command line.
+    let out = bin()
+        .args(["user", "set-password", "alice", "--activate", "--store", store_arg])
+        .env("CHAT_USER_PASSWORD", "correct horse battery")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("password set for alice (active)"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(&db).await.unwrap();
+        let alice = store.user_by_username("alice").await.unwrap().unwrap();
+        assert!(alice.active);
+        let hash = store.password_hash(&alice.id).await.unwrap().unwrap();
+        assert!(chat::auth::verify_password("correct horse battery", &hash));
+        let bob = store.user_by_username("bob").await.unwrap().unwrap();
+        assert!(!bob.active, "the others stay deactivated");
+    });
+    let out = bin()
+        .args(["user", "set-password", "nobody", "--store", store_arg])
+        .env("CHAT_USER_PASSWORD", "long enough pw")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user \"nobody\""));
+
     let (code, out, _) = run(&["import", "slack", "--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("deactivated") && out.contains("--dry-run") && out.contains("sqlite:./data/chat.db"), "{out}");

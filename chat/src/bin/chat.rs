@@ -1,4 +1,6 @@
-//! `chat`: command-line tools for the chat store. Today one: `chat import slack <export.zip>`.
+//! `chat`: command-line tools for the chat store: `chat import slack <export.zip>`, and
+//! `chat user set-password <username> [--activate]` (how imported, password-less accounts get a
+//! password).
 //!
 //! The archive is read and checked completely before the store is touched; a bad archive exits with
 //! status 1 and a message naming the file inside the zip, and the store is unchanged. Progress goes to
@@ -31,6 +33,24 @@ enum Command {
     /// Import history from another chat system.
     #[command(subcommand)]
     Import(Import),
+    /// Manage accounts directly in the store.
+    #[command(subcommand)]
+    User(UserCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCmd {
+    /// Set an account's password (e.g. one created by an import, which has none), optionally activating it.
+    /// The password is read from CHAT_USER_PASSWORD, or else from the first line of standard input.
+    SetPassword {
+        username: String,
+        /// Also activate the account (imported accounts start deactivated).
+        #[arg(long)]
+        activate: bool,
+        /// The chat store, as for `import slack`.
+        #[arg(long, env = "CHAT_STORE", default_value = "sqlite:./data/chat.db")]
+        store: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,7 +90,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Command::Import(Import::Slack { archive, store, dry_run }) = args.command;
+    let (archive, store, dry_run) = match args.command {
+        Command::Import(Import::Slack { archive, store, dry_run }) => (archive, store, dry_run),
+        Command::User(UserCmd::SetPassword { username, activate, store }) => {
+            return match runtime.block_on(set_password(&username, activate, &store_url(&store))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("chat: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     match runtime.block_on(import_slack(archive, store_url(&store), dry_run)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -85,6 +116,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn set_password(username: &str, activate: bool, store_url: &str) -> Result<(), String> {
+    let password = match std::env::var("CHAT_USER_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the password from stdin: {e}"))?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let hash = chat::auth::hash_password(&password).map_err(|e| format!("password refused: {e}"))?;
+    let store = chat::store::open(store_url).await.map_err(|e| format!("store: {e}"))?;
+    let user = store
+        .user_by_username(username)
+        .await
+        .map_err(|e| format!("store: {e}"))?
+        .ok_or_else(|| format!("no user {username:?} in {}", redact(store_url)))?;
+    store.set_password_hash(&user.id, &hash).await.map_err(|e| format!("store: {e}"))?;
+    if activate && !user.active {
+        store.set_user_active(&user.id, true).await.map_err(|e| format!("store: {e}"))?;
+    }
+    let state = if activate || user.active { "active" } else { "still deactivated" };
+    println!("password set for {} ({state})", user.username);
+    Ok(())
 }
 
 /// A bare path means SQLite.
@@ -231,8 +287,9 @@ mod tests {
     fn the_command_line_parses() {
         Args::command_for_test();
         let a = Args::try_parse_from(["chat", "import", "slack", "x.zip", "--dry-run"]).unwrap();
-        let Command::Import(Import::Slack { dry_run, .. }) = a.command;
-        assert!(dry_run);
+        assert!(matches!(a.command, Command::Import(Import::Slack { dry_run: true, .. })));
+        let a = Args::try_parse_from(["chat", "user", "set-password", "ann", "--activate"]).unwrap();
+        assert!(matches!(a.command, Command::User(UserCmd::SetPassword { activate: true, .. })));
     }
 
     impl Args {
