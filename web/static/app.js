@@ -5,7 +5,7 @@
 import { Connection, errorText, isAuthError, libraryMissing } from './conn.js';
 import { Sidebar } from './sidebar.js';
 import { PAGE_OPEN, Timeline } from './timeline.js';
-import { $, $$, EMOJI, debounce, el, emojiChar, renderMessage, show, showError } from './ui.js';
+import { $, $$, EMOJI, debounce, el, emojiChar, lockIcon, renderMessage, show, showError } from './ui.js';
 
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_IDLE_MS = 4000;
@@ -15,6 +15,8 @@ const AWAY_AFTER_MS = 5 * 60 * 1000;
 const MAX_ROOM_CHANNELS = 500;
 /** DM peers and members watched for presence at once. */
 const MAX_PRESENCE = 300;
+/** `syncMessages` page (the server's maximum); more changes than this answer `reset`. */
+const SYNC_LIMIT = 500;
 
 class App {
   constructor() {
@@ -338,24 +340,34 @@ class App {
     }
   }
 
-  async sync(rid) {
+  /**
+   * Fills what the open room missed: messages after the contiguous `seq` watermark and, after a
+   * reconnect (`withUpdates`), edits/deletions/reactions since the newest server time seen (minus a
+   * second for clock differences between frontends). More than a page of changes answers `reset`:
+   * first the updates are dropped (new messages still come), then the room is reloaded — once.
+   */
+  async sync(rid, withUpdates = true) {
     const tl = this.timeline;
-    if (!tl || tl.rid !== rid || tl.syncing) return;
+    if (!tl || tl.rid !== rid) return;
+    if (tl.syncing) {
+      tl.syncAgain = true;
+      return;
+    }
     tl.syncing = true;
     try {
-      const data = { rid, afterSeq: tl.contig };
-      if (tl.serverTime) data.updatedSince = tl.serverTime - 2000;
+      const data = { rid, afterSeq: tl.contig, limit: SYNC_LIMIT };
+      if (withUpdates && tl.serverTime) data.updatedSince = Math.max(0, tl.serverTime - 1000);
       const res = await this.call('syncMessages', data);
       if (this.timeline !== tl) return;
-      if (res.reset && tl.synced) {
-        this.loadRoom(rid);
+      if (res.reset) {
+        if (data.updatedSince) {
+          tl.syncing = false;
+          await this.sync(rid, false);
+        } else if (!tl.fresh) {
+          this.loadRoom(rid);
+        }
         return;
       }
-      // A reset on the first sync of a freshly loaded timeline does not mean it is behind: more than a
-      // page of messages was written in the `updatedSince` overlap before the newest one (a busy room,
-      // an import; a message counts as updated when it is created). Loading again would get the same
-      // answer, forever. Take the messages after the page; live events and the gap check do the rest.
-      tl.synced = true;
       let top = tl.contig;
       for (const m of res.messages || []) {
         tl.upsert(m);
@@ -373,7 +385,14 @@ class App {
     } catch (err) {
       console.warn('syncMessages failed', err);
     } finally {
-      tl.syncing = false;
+      if (this.timeline === tl && tl.syncing) {
+        tl.syncing = false;
+        tl.fresh = false;
+        if (tl.syncAgain) {
+          tl.syncAgain = false;
+          this.sync(rid, withUpdates);
+        }
+      }
     }
   }
 
@@ -408,7 +427,7 @@ class App {
       rid,
       me: this.me,
       onLoadOlder: async (before, limit) => (await this.call('loadHistory', { rid, before, limit })).messages || [],
-      onGap: () => this.sync(rid),
+      onGap: () => this.sync(rid, false),
       actions: { canDeleteAny: () => this.canModerate(this.rooms.get(rid)), scrolled: () => this.scrolled() },
     });
     this.timeline = tl;
@@ -418,8 +437,11 @@ class App {
       if (this.timeline !== tl) return;
       tl.setInitial(messages || [], r ? r.lastSeq : 0);
       tl.ready = true;
-      this.sync(rid);
-      this.markRead();
+      tl.fresh = true;
+      // Only what arrived between the page and the subscription: the page itself is current.
+      this.sync(rid, false);
+      // At once, not debounced: a reader who opens a room and leaves the page at once has read it.
+      this.doMarkRead();
     } catch (err) {
       showError($('#composer-error'), errorText(err));
     } finally {
@@ -445,12 +467,12 @@ class App {
 
   renderRoomHead(r) {
     const title = $('#room-title');
-    title.textContent = r.t === 'd' ? `@${r.display}` : `${r.t === 'p' ? '🔒 ' : '#'}${r.display}`;
+    title.replaceChildren(r.t === 'p' ? lockIcon() : '', r.t === 'd' ? `@${r.display}` : r.t === 'p' ? r.display : `#${r.display}`);
     title.dataset.rid = r.rid;
     $('#room-topic').textContent = r.topic || '';
     const blocked = r.archived || (r.readOnly && !this.canModerate(r));
     $('#composer').disabled = blocked;
-    $('#composer').placeholder = r.archived ? 'This room is archived' : blocked ? 'This room is read-only' : `Message ${title.textContent}`;
+    $('#composer').placeholder = r.archived ? 'This room is archived' : blocked ? 'This room is read-only' : `Message ${r.t === 'c' ? '#' : r.t === 'd' ? '@' : ''}${r.display}`;
     if (!$('#room-settings-pane').hidden) this.fillSettings(r);
   }
 
@@ -464,7 +486,8 @@ class App {
   }
 
   visible() {
-    return document.visibilityState === 'visible' && document.hasFocus();
+    // Visible is enough (not focus): a chat on a second screen is being read.
+    return document.visibilityState === 'visible';
   }
 
   scrolled() {
@@ -506,11 +529,10 @@ class App {
       try {
         const { message } = await this.call('sendMessage', data);
         if (this.timeline && this.timeline.rid === rid && (!message.tmid || message.tshow)) {
+          // Sending takes the reader to the newest messages, where their own now is.
           this.timeline.upsert(message);
-          // One's own message is what one wants to see. Scrolled far up, the window no longer holds the
-          // newest messages, so it went in below it; and its live event, already known, shows no
-          // "New messages" button: back to the newest.
           this.timeline.jumpToLatest();
+          show($('#jump-latest'), false);
         }
         if (tmid && this.thread && this.thread.tmid === tmid) this.threadAdd(message);
         showError($('#composer-error'), '');

@@ -2,7 +2,7 @@
 // DocumentFragment per list; afterwards every event replaces the one row it concerns. The filter box
 // hides rows by name (no re-render), so 500 rooms stay cheap.
 
-import { $, el } from './ui.js';
+import { $, el, lockIcon } from './ui.js';
 
 export class Sidebar {
   constructor({ onOpen }) {
@@ -53,7 +53,7 @@ export class Sidebar {
     if (r.t === 'd') {
       link.append(el('span.presence-dot', { dataset: { presenceUser: r.peer || '', status: r.peerStatus || 'offline' }, 'aria-hidden': 'true' }));
     } else {
-      link.append(el('span.room-icon', { 'aria-hidden': 'true', text: r.t === 'p' ? '🔒' : '#' }));
+      link.append(el('span.room-icon', { 'aria-hidden': 'true' }, r.t === 'p' ? lockIcon() : '#'));
     }
     link.append(el('span.room-name', { text: r.display }));
     const mentions = r.userMentions + r.groupMentions;

@@ -45,6 +45,7 @@ export class Timeline {
   }
 
   destroy() {
+    this.destroyed = true;
     this.list.removeEventListener('scroll', this.onScroll);
     clearTimeout(this.gapTimer);
     this.list.replaceChildren();
@@ -191,6 +192,7 @@ export class Timeline {
 
   /** Older messages from `loadHistory`, ascending. */
   addOlder(messages) {
+    if (this.destroyed) return; // a page that arrived after the room was closed or reloaded
     if (messages.length < PAGE_OLDER) this.reachedStart = true;
     const fresh = messages.filter((m) => !this.byId.has(m.id));
     for (const m of fresh) {

@@ -22,6 +22,27 @@ export function el(spec, props, ...children) {
   return node;
 }
 
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** A small padlock (private groups), drawn rather than an emoji so it looks the same everywhere. */
+export function lockIcon() {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('width', '12');
+  svg.setAttribute('height', '12');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'icon-lock');
+  const body = document.createElementNS(SVG, 'rect');
+  for (const [k, v] of Object.entries({ x: 3, y: 7, width: 10, height: 8, rx: 1.5, fill: 'currentColor' })) body.setAttribute(k, v);
+  const shackle = document.createElementNS(SVG, 'path');
+  shackle.setAttribute('d', 'M5 7V5a3 3 0 0 1 6 0v2');
+  shackle.setAttribute('fill', 'none');
+  shackle.setAttribute('stroke', 'currentColor');
+  shackle.setAttribute('stroke-width', '1.6');
+  svg.append(body, shackle);
+  return svg;
+}
+
 export function show(node, on = true) {
   node.hidden = !on;
 }
