@@ -60,7 +60,7 @@ describe(`the chat client with ${MESSAGES.toLocaleString('en')} messages in a ro
       const groups = await createGroups(admin, ROOMS, bulkName, ['dora']);
       assert.equal(new Set(groups.map((g) => g.id)).size, ROOMS);
       figures.seedRoomsMs = Date.now() - t;
-      process.stdout.write(`# seeded ${MESSAGES} messages in ${figures.seedMessagesMs} ms, ${ROOMS} rooms in ${figures.seedRoomsMs} ms\n`);
+      process.stdout.write(`seeded ${MESSAGES} messages in ${figures.seedMessagesMs} ms, ${ROOMS} rooms in ${figures.seedRoomsMs} ms\n`);
     });
   });
 
@@ -181,7 +181,7 @@ describe(`the chat client with ${MESSAGES.toLocaleString('en')} messages in a ro
     );
     process.stdout.write(`load time 10,000-message room from navigation (page load, login, click): ${Math.round(figures.navigationToBigRoomMs)} ms\n`);
     const file = writeFigures({ bigRoom: { messages: MESSAGES, rooms: ROOMS, ...figures } });
-    process.stdout.write(`# figures: ${JSON.stringify(figures)} -> ${file}\n`);
+    process.stdout.write(`figures: ${JSON.stringify(figures)} -> ${file}\n`);
   });
 });
 

@@ -307,7 +307,7 @@ describe('the chat client in Chromium, two users on two frontends', { timeout: 2
       await waitVisible(root2.page, '#admin', 'admin: #admin');
       await root2.screenshot('10-admin');
     } else {
-      process.stdout.write('# no #admin-button in the client: no admin screenshot\n');
+      process.stdout.write('no #admin-button in the client: no admin screenshot\n');
     }
   });
 });

@@ -45,7 +45,7 @@ function artifactsDir() {
   mkdirSync(ARTIFACTS_DIR, { recursive: true });
   if (!artifactsAnnounced) {
     artifactsAnnounced = true;
-    process.stdout.write(`# browser artefacts (screenshots, figures.json): ${ARTIFACTS_DIR}\n`);
+    process.stdout.write(`browser artefacts (screenshots, figures.json): ${ARTIFACTS_DIR}\n`);
   }
   return ARTIFACTS_DIR;
 }
