@@ -17,6 +17,14 @@ const MAX_ROOM_CHANNELS = 500;
 const MAX_PRESENCE = 300;
 /** `syncMessages` page (the server's maximum); more changes than this answer `reset`. */
 const SYNC_LIMIT = 500;
+/**
+ * Safety nets for publishes the server could not deliver (it logs them and relies on clients to
+ * catch up): the open room is synced, and the badges re-read, this often while the page is visible.
+ */
+const RESYNC_ROOM_MS = 30000;
+const RESYNC_BADGES_MS = 120000;
+/** The side panes; one is shown at a time. */
+const PANES = ['thread', 'search-pane', 'room-settings-pane'];
 
 class App {
   constructor() {
@@ -42,6 +50,12 @@ class App {
     });
     this.markRead = debounce(() => this.doMarkRead(), 400);
     this.refreshBadges = debounce(() => this.loadBadges(), 500);
+    setInterval(() => {
+      if (this.me && this.openRid && this.visible() && this.conn.socket.state === 'open') this.sync(this.openRid, false);
+    }, RESYNC_ROOM_MS);
+    setInterval(() => {
+      if (this.me && this.visible() && this.conn.socket.state === 'open') this.loadBadges();
+    }, RESYNC_BADGES_MS);
     this.bind();
   }
 
@@ -656,7 +670,7 @@ class App {
     this.thread = { tmid, root, replies: new Map() };
     const list = $('#thread-messages');
     list.replaceChildren();
-    show($('#thread'), true);
+    this.openPane('thread');
     if (root) list.append(renderMessage(root, { me: this.me, actions: false, threadLink: false }));
     try {
       const { messages } = await this.call('getThreadMessages', { tmid, limit: 100 });
@@ -898,9 +912,8 @@ class App {
   // ---- search -----------------------------------------------------------------------------------------
 
   async search(text) {
-    const pane = $('#search-pane');
     const results = $('#search-results');
-    show(pane, true);
+    this.openPane('search-pane');
     $('#search-status').textContent = 'Searching…';
     results.replaceChildren();
     try {
@@ -937,8 +950,8 @@ class App {
   toggleSettings() {
     const pane = $('#room-settings-pane');
     const on = pane.hidden;
-    show(pane, on);
-    $('#room-settings').setAttribute('aria-expanded', String(on));
+    if (on) this.openPane('room-settings-pane');
+    else this.closePane('room-settings-pane');
     if (on && this.openRid) {
       this.fillSettings(this.rooms.get(this.openRid));
       this.loadMembers();
@@ -1225,6 +1238,8 @@ class App {
     });
 
     $('#messages').addEventListener('click', (e) => this.messageClick(e, false));
+    $('#messages').addEventListener('keydown', (e) => logKeys(e));
+    $('#thread-messages').addEventListener('keydown', (e) => logKeys(e));
     $('#thread-messages').addEventListener('click', (e) => this.messageClick(e, true));
     const threadBox = $('#thread-composer');
     threadBox.addEventListener('keydown', (e) => {
@@ -1329,6 +1344,17 @@ class App {
     });
   }
 
+  /** Shows one side pane (they share the column on the right) and closes the others. */
+  openPane(id) {
+    for (const other of PANES) {
+      if (other === id || $(`#${other}`).hidden) continue;
+      if (other === 'thread') this.closeThread();
+      else show($(`#${other}`), false);
+    }
+    $('#room-settings').setAttribute('aria-expanded', String(id === 'room-settings-pane'));
+    show($(`#${id}`), true);
+  }
+
   closePane(id) {
     if (id === 'thread') this.closeThread();
     else if (id === 'new-room-form') this.toggleNewRoom(false);
@@ -1337,6 +1363,51 @@ class App {
       if (id === 'room-settings-pane') $('#room-settings').setAttribute('aria-expanded', 'false');
     }
     if (this.openRid) $('#composer').focus();
+  }
+}
+
+/**
+ * Keyboard in a message list: Up/Down (or Home/End) move between messages, Enter goes into the
+ * focused message's actions, Left/Right move between them, Escape goes back to the message.
+ */
+function logKeys(e) {
+  const list = e.currentTarget;
+  const t = e.target;
+  const inBar = t.closest('.msg-actions');
+  if (inBar) {
+    const buttons = [...inBar.querySelectorAll('button')];
+    const i = buttons.indexOf(t);
+    if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
+      e.preventDefault();
+      buttons[(i + (e.key === 'ArrowRight' ? 1 : buttons.length - 1)) % buttons.length].focus();
+    } else if (e.key === 'Escape') {
+      e.preventDefault();
+      e.stopPropagation();
+      t.closest('li.message').focus();
+    }
+    return;
+  }
+  if (t.tagName === 'TEXTAREA' || t.tagName === 'INPUT') return;
+  const items = () => [...list.querySelectorAll(':scope > li.message')];
+  const li = t.closest('li.message');
+  let next = null;
+  if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    if (!li) next = e.key === 'ArrowUp' ? list.lastElementChild : list.firstElementChild;
+    else next = e.key === 'ArrowUp' ? li.previousElementSibling : li.nextElementSibling;
+  } else if (e.key === 'Home') next = items()[0];
+  else if (e.key === 'End') next = items().pop();
+  else if (e.key === 'Enter' && li) {
+    const first = li.querySelector('.msg-actions button, .reaction, .thread-link, a');
+    if (first) {
+      e.preventDefault();
+      first.focus();
+    }
+    return;
+  }
+  if (next) {
+    e.preventDefault();
+    next.focus();
+    next.scrollIntoView({ block: 'nearest' });
   }
 }
 

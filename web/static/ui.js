@@ -96,8 +96,9 @@ const SYSTEM = {
   ru: (m) => `${m.msg} was removed by ${m.u.username}`,
   r: (m) => `${m.u.username} renamed the room to ${m.msg}`,
   room_changed_topic: (m) => `${m.u.username} changed the topic to “${m.msg}”`,
-  'subscription-role-added': (m) => `${m.u.username} gave ${m.msg} a role`,
-  'subscription-role-removed': (m) => `${m.u.username} took a role from ${m.msg}`,
+  // The text is "<username> <role>".
+  'subscription-role-added': (m) => `${m.u.username} made ${m.msg.replace(' ', ' a room ')}`,
+  'subscription-role-removed': (m) => `${m.u.username} removed ${m.msg.split(' ')[0]} as room ${m.msg.split(' ')[1] || 'role'}`,
   'room-archived': (m) => `${m.u.username} archived the room`,
   'room-unarchived': (m) => `${m.u.username} unarchived the room`,
   message_pinned: (m) => `${m.u.username} pinned a message`,
@@ -211,11 +212,13 @@ export function renderMessage(m, opts = {}) {
 }
 
 function actions(m, opts) {
+  // Out of the Tab order (a long room would be thousands of stops): the log is one stop, arrows move
+  // between messages, Enter enters a message's toolbar, Left/Right move in it (app.js, logKeys).
   const bar = el('div.msg-actions', { role: 'toolbar', 'aria-label': 'Message actions' });
-  bar.append(el('button.act-react', { type: 'button', 'aria-label': 'Add reaction' }, 'React'));
-  if (opts.thread !== false) bar.append(el('button.act-thread', { type: 'button', 'aria-label': 'Reply in thread' }, 'Reply'));
+  bar.append(el('button.act-react', { type: 'button', tabindex: '-1', 'aria-label': 'Add reaction' }, 'React'));
+  if (opts.thread !== false) bar.append(el('button.act-thread', { type: 'button', tabindex: '-1', 'aria-label': 'Reply in thread' }, 'Reply'));
   const own = opts.me && m.u && m.u._id === opts.me.id;
-  if (own) bar.append(el('button.act-edit', { type: 'button', 'aria-label': 'Edit message' }, 'Edit'));
-  if (own || opts.canDeleteAny) bar.append(el('button.act-delete', { type: 'button', 'aria-label': 'Delete message' }, 'Delete'));
+  if (own) bar.append(el('button.act-edit', { type: 'button', tabindex: '-1', 'aria-label': 'Edit message' }, 'Edit'));
+  if (own || opts.canDeleteAny) bar.append(el('button.act-delete', { type: 'button', tabindex: '-1', 'aria-label': 'Delete message' }, 'Delete'));
   return bar;
 }
