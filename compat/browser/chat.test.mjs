@@ -234,16 +234,22 @@ describe('the chat client in Chromium, two users on two frontends', { timeout: 2
     await expectAll(alice, 'live before any kill');
     await expectAll(bob, 'live before any kill');
 
+    await waitPresence(bob, 'alice', 'online', 'her page is open');
+
     // Round 1: alice's frontend dies while bob goes on writing.
     await env.cluster.killFrontend(0);
     await waitConnState(alice, ['disconnected', 'connecting'], 'her frontend was killed', RECONNECT_WAIT_MS);
     await alice.screenshot('05-disconnected');
     await sendNumbered(6, 15);
     await expectAll(bob, 'bob, whose frontend lives, during the outage');
+    // Nobody told the cluster alice left: her presence lease runs out (ChatCluster's frontends report
+    // every 250 ms) and bob's page, through the DM in his sidebar, shows her offline.
+    await waitPresence(bob, 'alice', 'offline', "her frontend died; its presence lease ran out", RECONNECT_WAIT_MS);
     await env.cluster.restartFrontend(0);
     await sendNumbered(16, 20);
     await waitConnState(alice, ['connected'], 'her frontend is back on its port', RECOVER_WAIT_MS);
     await expectAll(alice, 'after frontend 1 came back');
+    await waitPresence(bob, 'alice', 'online', 'her page reconnected', RECONNECT_WAIT_MS);
 
     // Round 2: bob's frontend (and the writer's) dies; the writer moves to frontend 1, alice writes too.
     await env.cluster.killFrontend(1);
