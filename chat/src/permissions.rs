@@ -95,6 +95,8 @@ permissions! {
     /// Read every setting; without it only the public ones (`settings::PUBLIC`).
     ViewPrivilegedSetting = "view-privileged-setting" => [Admin],
     EditPrivilegedSetting = "edit-privileged-setting" => [Admin],
+    /// The cluster view of the admin pages: frontends, brokers, slot table, connection counts (ours).
+    ViewCluster = "view-cluster" => [Admin],
 }
 
 impl Serialize for Permission {

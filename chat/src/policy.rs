@@ -80,6 +80,7 @@ pub enum Method<'a> {
     AdminListUsers,
     AdminViewSettings,
     AdminEditSettings,
+    AdminViewCluster,
     // Room.
     /// `room.get`, `room.members`, `message.history`, `message.sync`, `thread.*` reads, `listPinned`.
     ReadRoom,
@@ -201,6 +202,7 @@ impl Policy<'_> {
             Method::AdminListUsers => Permission::ViewUserAdministration,
             Method::AdminViewSettings => Permission::ViewPrivilegedSetting,
             Method::AdminEditSettings => Permission::EditPrivilegedSetting,
+            Method::AdminViewCluster => Permission::ViewCluster,
             _ => return Err(ChatError::invalid("room", "this method needs a room")),
         };
         self.require(actor, perm, None)

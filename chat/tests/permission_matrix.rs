@@ -738,6 +738,11 @@ fn rows() -> Vec<Row> {
             run: cell!(|w, c| w.svc.list_users(w.me(c), None, None).await.map(|_| ())),
         },
         Row {
+            op: "see the cluster view (view-cluster)",
+            want: [Y, NA, NA, NA, NA, NA],
+            run: cell!(|w, c| w.svc.authorize_view_cluster(w.me(c)).await),
+        },
+        Row {
             op: "reactivate a user (edit-other-user-active-status)",
             want: [Y, NA, NA, NA, NA, NA],
             run: cell!(|w, c| w.svc.set_user_active(w.me(c), &w.spare.caller.uid, true).await.map(|_| ())),

@@ -99,11 +99,10 @@ impl Node {
             .max_frame_size(Some(max));
         let hub = Arc::new(Hub::default());
         let histograms = Histograms::default();
-        let upstream = config
-            .cluster
-            .clone()
-            .map(|c| Arc::new(Upstream::new(c, hub.clone(), histograms.reshard_prepare_seconds.clone())));
         let stats = Arc::new(Stats::default());
+        let upstream = config.cluster.clone().map(|c| {
+            Arc::new(Upstream::new(c, hub.clone(), stats.clone(), histograms.reshard_prepare_seconds.clone()))
+        });
         let metrics = Metrics::new(stats.clone(), hub.clone(), upstream.clone(), histograms);
         Arc::new(Self {
             auth: TokenAuth::new(&key, config.auth_default_expiry),

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use protocol::control::{ControlFrame, Role};
+use protocol::control::{ControlFrame, NodeLoad, Role};
 use protocol::slots::{BrokerInfo, SlotTable};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -76,6 +76,8 @@ pub enum Event {
     NodeDisconnected { node: String },
     /// The node sent a frame (any frame counts as a heartbeat).
     Heartbeat { node: String },
+    /// The node reported its load (version 2); also a heartbeat.
+    Load { node: String, load: NodeLoad },
     /// A broker asks to be taken out of the table.
     Leave { node: String },
     /// A frontend has prepared `epoch`.
@@ -109,6 +111,8 @@ struct Broker {
     arrival: u64,
     /// Highest committed epoch it is known to hold.
     epoch: u64,
+    /// Latest load it reported on its current link (`None`: none yet, a version-1 node, or down).
+    load: Option<NodeLoad>,
 }
 
 #[derive(Debug)]
@@ -118,6 +122,8 @@ struct Frontend {
     last_seen: Instant,
     down_since: Option<Instant>,
     epoch: u64,
+    /// As for brokers.
+    load: Option<NodeLoad>,
 }
 
 #[derive(Debug)]
@@ -201,6 +207,8 @@ pub struct BrokerStatus {
     /// `None`: not seen since this server started.
     pub last_seen_ms: Option<u64>,
     pub leaving: bool,
+    /// Latest load reported on its current link; `None` when it is down or never reported (version 1).
+    pub load: Option<NodeLoad>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -209,6 +217,8 @@ pub struct FrontendStatus {
     pub peer: String,
     pub connected: bool,
     pub last_seen_ms: u64,
+    /// As for brokers: open client sockets, chat users, channels with local subscribers.
+    pub load: Option<NodeLoad>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -344,6 +354,14 @@ impl ClusterState {
             }
             Event::NodeDisconnected { node } => self.disconnected(&node, now),
             Event::Heartbeat { node } => self.seen(&node, now),
+            Event::Load { node, load } => {
+                self.seen(&node, now);
+                if let Some(b) = self.brokers.get_mut(&node).filter(|b| b.conn.is_some()) {
+                    b.load = Some(load);
+                } else if let Some(f) = self.frontends.get_mut(&node).filter(|f| f.conn.is_some()) {
+                    f.load = Some(load);
+                }
+            }
             Event::Leave { node } => {
                 self.seen(&node, now);
                 if let Some(b) = self.brokers.get_mut(&node) {
@@ -387,6 +405,7 @@ impl ClusterState {
                     connected: b.conn.is_some(),
                     last_seen_ms: b.last_seen.map(ago),
                     leaving: b.leaving,
+                    load: b.load,
                 })
                 .collect(),
             frontends: self
@@ -397,6 +416,7 @@ impl ClusterState {
                     peer: f.peer.clone(),
                     connected: f.conn.is_some(),
                     last_seen_ms: ago(f.last_seen),
+                    load: f.load,
                 })
                 .collect(),
             reshard: self.reshard.as_ref().map(|r| ReshardStatus {
@@ -475,6 +495,7 @@ impl ClusterState {
                     leaving: false,
                     arrival: 0,
                     epoch: 0,
+                    load: None,
                 });
                 let old = b.conn.replace(conn);
                 if old.is_none() && !in_table {
@@ -499,6 +520,7 @@ impl ClusterState {
                     last_seen: now,
                     down_since: None,
                     epoch: 0,
+                    load: None,
                 });
                 let old = f.conn.replace(conn);
                 f.peer = peer;
@@ -537,6 +559,7 @@ impl ClusterState {
                 leaving: false,
                 arrival: 0,
                 epoch: 0,
+                load: None,
             });
         }
         self.brokers.retain(|id, b| b.conn.is_some() || table.contains(id));
@@ -585,10 +608,12 @@ impl ClusterState {
             info!(broker = %node, grace_ms = ms(self.timing.grace), "broker disconnected");
             b.conn = None;
             b.down_since = Some(now);
+            b.load = None;
         } else if let Some(f) = self.frontends.get_mut(node).filter(|f| f.conn.is_some()) {
             info!(frontend = %node, "frontend disconnected");
             f.conn = None;
             f.down_since = Some(now);
+            f.load = None;
             if let Some(r) = self.reshard.as_mut() {
                 r.waiting.remove(node);
             }
@@ -1258,5 +1283,43 @@ mod tests {
         assert_eq!(s.frontends[0].peer, "10.0.0.1:1");
         let r = s.reshard.unwrap();
         assert_eq!((r.epoch, r.started_ms_ago), (1, 100));
+    }
+
+    #[test]
+    fn the_latest_load_of_each_node_is_shown_until_its_link_goes() {
+        let mut sim = Sim::new(timing());
+        sim.frontend("f1");
+        sim.frontend("f2");
+        sim.broker("b1");
+        let load = |connections, users, channels| NodeLoad { connections, users, channels };
+        sim.ev(Event::Load { node: "f1".into(), load: load(3, 2, 9) });
+        sim.ev(Event::Load { node: "f1".into(), load: load(5, 4, 9) });
+        sim.ev(Event::Load { node: "b1".into(), load: load(2, 0, 11) });
+        let s = sim.s.status(sim.now);
+        let f: Vec<_> = s.frontends.iter().map(|f| (f.id.as_str(), f.load)).collect();
+        assert_eq!(f, [("f1", Some(load(5, 4, 9))), ("f2", None)]);
+        assert_eq!(s.brokers[0].load, Some(load(2, 0, 11)));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["frontends"][0]["load"], serde_json::json!({"connections": 5, "users": 4, "channels": 9}));
+
+        // A load report is a heartbeat: neither frontend answers heartbeats, only f1 reports its
+        // load, and 4 s (over 3 heartbeat intervals) pass.
+        sim.hung.extend(["f1".to_owned(), "f2".to_owned()]);
+        for t in (500..=4000).step_by(500) {
+            sim.ev(Event::Load { node: "f1".into(), load: load(6, 4, 9) });
+            sim.until(t);
+        }
+        let s = sim.s.status(sim.now);
+        assert!(s.frontends[0].connected && s.frontends[0].last_seen_ms <= 500);
+        assert!(!s.frontends[1].connected, "the silent frontend is dropped");
+
+        // A frontend that goes down has no load: its sockets are unknown, not still open.
+        sim.ev(Event::NodeDisconnected { node: "f1".into() });
+        let s = sim.s.status(sim.now);
+        assert!(!s.frontends[0].connected);
+        assert_eq!(s.frontends[0].load, None);
+        // A report on no live link (a replaced link's last words) is not kept.
+        sim.ev(Event::Load { node: "f1".into(), load: load(1, 1, 1) });
+        assert_eq!(sim.s.status(sim.now).frontends[0].load, None);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use protocol::control::{ControlFrame, VERSION};
+use protocol::control::{ControlFrame, MIN_VERSION, VERSION};
 use protocol::framing::{decode, encode, keys_match};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -78,8 +78,9 @@ pub(crate) async fn run(
             return;
         }
         Ok(Ok(Some(ControlFrame::Hello { key, node, role, version, committed }))) => {
-            if version != VERSION {
-                let reason = format!("control protocol version {version}; this server speaks {VERSION}");
+            if !(MIN_VERSION..=VERSION).contains(&version) {
+                let reason =
+                    format!("control protocol version {version}; this server speaks {MIN_VERSION} to {VERSION}");
                 return refuse(&mut stream, peer, &ctx, Refusal::WrongVersion, reason).await;
             }
             if !keys_match(key.as_bytes(), &ctx.key) {

@@ -289,12 +289,19 @@ mod tests {
             connected,
             last_seen_ms,
             leaving: id == "b2",
+            load: None,
         };
         Status {
             epoch: 4,
             slots: vec![SlotStatus { slot: 0, id: "b1".into(), addr: "b1:1".into() }],
             brokers: vec![broker("b1", true, Some(250)), broker("b2", true, Some(10)), broker("b3", false, None)],
-            frontends: vec![FrontendStatus { id: "f1".into(), peer: "p".into(), connected: true, last_seen_ms: 1500 }],
+            frontends: vec![FrontendStatus {
+                id: "f1".into(),
+                peer: "p".into(),
+                connected: true,
+                last_seen_ms: 1500,
+                load: None,
+            }],
             reshard: Some(ReshardStatus { epoch: 5, waiting_for: vec!["f1".into()], started_ms_ago: 3 }),
             refused_links: 0,
             rebuilding: false,

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::control::{ControlFrame, Role};
+use protocol::control::{ControlFrame, Role, MAX_STATUS_JSON_BYTES};
 use protocol::slots::SlotTable;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::error::TrySendError;
@@ -261,6 +261,11 @@ impl Core {
                 let node = link.node.clone();
                 let event = match frame {
                     ControlFrame::Heartbeat => Event::Heartbeat { node },
+                    ControlFrame::Load { load } => Event::Load { node, load },
+                    ControlFrame::StatusRequest { id } => {
+                        self.answer_status(conn, id);
+                        Event::Heartbeat { node }
+                    }
                     ControlFrame::Leave => Event::Leave { node },
                     ControlFrame::PrepareAck { epoch } => Event::PrepareAck { node, epoch },
                     other => {
@@ -278,10 +283,35 @@ impl Core {
                 }
             }
             CoreMsg::Status(reply) => {
-                let mut status = self.state.status(now());
-                status.refused_links = self.refused.total();
-                let _ = reply.send(status);
+                let _ = reply.send(self.status());
             }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let mut status = self.state.status(now());
+        status.refused_links = self.refused.total();
+        status
+    }
+
+    /// Answers a node's `StatusRequest` on its link with what `/status` serves. Never waits: a link
+    /// whose queue is full gets no answer (its node times out and answers from what it knows), and
+    /// the node that sent the request is the one that is not reading, so this is its problem alone.
+    fn answer_status(&self, conn: ConnId, id: u64) {
+        let Some(handle) = self.links.get(&conn) else { return };
+        let json = match serde_json::to_string(&self.status()) {
+            Ok(json) if json.len() <= MAX_STATUS_JSON_BYTES => json,
+            Ok(json) => {
+                warn!(bytes = json.len(), limit = MAX_STATUS_JSON_BYTES, "status too large for a StatusReply");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "status did not serialise");
+                return;
+            }
+        };
+        if handle.tx.try_send(ControlFrame::StatusReply { id, json }).is_err() {
+            debug!(node = %handle.node, "status reply dropped: the link's queue is full or closed");
         }
     }
 

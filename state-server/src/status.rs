@@ -216,6 +216,11 @@ fn ms(v: Option<u64>) -> String {
     v.map_or_else(|| "never".into(), |v| format!("{v} ms ago"))
 }
 
+/// A reported count, or a dash when the node did not report (down, or a version-1 node).
+fn count(v: Option<u64>) -> String {
+    v.map_or_else(|| "–".into(), |v| v.to_string())
+}
+
 fn table(html: &mut String, title: &str, head: &[&str], rows: Vec<Vec<String>>) {
     let _ = write!(html, "<h2>{title}</h2>");
     if rows.is_empty() {
@@ -285,18 +290,30 @@ pub fn render_html(s: &Status) -> String {
                 if b.connected { "yes" } else { "no" }.into(),
                 ms(b.last_seen_ms),
                 if b.leaving { "yes" } else { "" }.into(),
+                count(b.load.map(|l| l.connections)),
+                count(b.load.map(|l| l.channels)),
             ]
         })
         .collect();
-    table(&mut html, "Brokers", &["id", "address", "connected", "last seen", "leaving"], brokers);
+    let head = ["id", "address", "connected", "last seen", "leaving", "frontend links", "channels"];
+    table(&mut html, "Brokers", &head, brokers);
     let frontends = s
         .frontends
         .iter()
         .map(|f| {
-            vec![esc(&f.id), esc(&f.peer), if f.connected { "yes" } else { "no" }.into(), ms(Some(f.last_seen_ms))]
+            vec![
+                esc(&f.id),
+                esc(&f.peer),
+                if f.connected { "yes" } else { "no" }.into(),
+                ms(Some(f.last_seen_ms)),
+                count(f.load.map(|l| l.connections)),
+                count(f.load.map(|l| l.users)),
+                count(f.load.map(|l| l.channels)),
+            ]
         })
         .collect();
-    table(&mut html, "Frontends", &["id", "peer", "connected", "last seen"], frontends);
+    let head = ["id", "peer", "connected", "last seen", "connections", "chat users", "channels"];
+    table(&mut html, "Frontends", &head, frontends);
     html.push_str("</body></html>");
     html
 }
@@ -304,7 +321,8 @@ pub fn render_html(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster_state::{BrokerStatus, ReshardStatus, SlotStatus};
+    use crate::cluster_state::{BrokerStatus, FrontendStatus, ReshardStatus, SlotStatus};
+    use protocol::control::NodeLoad;
 
     #[test]
     fn routes() {
@@ -335,8 +353,15 @@ mod tests {
                 connected: true,
                 last_seen_ms: Some(12),
                 leaving: false,
+                load: Some(NodeLoad { connections: 0, users: 0, channels: 41 }),
             }],
-            frontends: vec![],
+            frontends: vec![FrontendStatus {
+                id: "f1".into(),
+                peer: "p".into(),
+                connected: true,
+                last_seen_ms: 3,
+                load: Some(NodeLoad { connections: 1234, users: 56, channels: 78 }),
+            }],
             reshard: Some(ReshardStatus { epoch: 4, waiting_for: vec!["f\"1".into()], started_ms_ago: 5 }),
             refused_links: 2,
             rebuilding: false,
@@ -348,5 +373,7 @@ mod tests {
         assert!(html.contains("a&amp;b"));
         assert!(html.contains("f&quot;1"));
         assert!(html.contains("12 ms ago"));
+        assert!(html.contains("<td>1234</td><td>56</td><td>78</td>"), "frontend load: {html}");
+        assert!(html.contains("<td>41</td>"), "broker channels: {html}");
     }
 }

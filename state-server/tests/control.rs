@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use protocol::control::{ControlFrame, Role};
+use protocol::control::{ControlFrame, NodeLoad, Role};
 use state_server::Config;
 use support::{broker_role, get, hello, ids, FakeNode, TestServer, KEY};
 
@@ -261,5 +261,56 @@ async fn a_frontend_that_never_acks_delays_the_commit_only_until_the_prepare_tim
     assert_eq!(b1.expect_commit().await, t);
     assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
     assert_eq!(f1.expect_commit().await, t);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn load_reports_show_in_the_status_and_a_node_can_ask_for_it_on_its_link() {
+    let server = TestServer::default().await;
+    let (f1, _) = FakeNode::join(server.addr, "f1", Role::Frontend, None).await;
+    let load = NodeLoad { connections: 12, users: 3, channels: 40 };
+    f1.send(ControlFrame::Load { load });
+    // A version-1 node (no load reports, no status requests) is still welcomed beside it.
+    let mut v1 = FakeNode::connect(
+        server.addr,
+        "f-old",
+        ControlFrame::Hello {
+            key: KEY.into(),
+            node: "f-old".into(),
+            role: Role::Frontend,
+            version: 1,
+            committed: None,
+        },
+    )
+    .await;
+    assert!(matches!(v1.recv().await, Some(ControlFrame::Welcome { .. })));
+
+    let s = server
+        .wait_status("f1's load", |s| {
+            s["frontends"].as_array().is_some_and(|f| f.iter().any(|f| f["id"] == "f1" && !f["load"].is_null()))
+        })
+        .await;
+    let f =
+        |s: &serde_json::Value, id: &str| s["frontends"].as_array().unwrap().iter().find(|f| f["id"] == id).cloned();
+    assert_eq!(f(&s, "f1").unwrap()["load"], serde_json::json!({"connections": 12, "users": 3, "channels": 40}));
+    assert_eq!(f(&s, "f-old").unwrap()["load"], serde_json::Value::Null);
+
+    // Over the control link: the same document, answered under the request's id.
+    let mut f1 = f1;
+    f1.send(ControlFrame::StatusRequest { id: 77 });
+    let (id, json) = match f1.recv().await {
+        Some(ControlFrame::StatusReply { id, json }) => (id, json),
+        other => panic!("expected StatusReply, got {other:?}"),
+    };
+    assert_eq!(id, 77);
+    let over_link: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(f(&over_link, "f1").unwrap()["load"]["connections"], 12);
+    assert_eq!(over_link["frontends"].as_array().unwrap().len(), 2);
+    assert_eq!(over_link["epoch"], 0);
+
+    // The HTML page shows the counts.
+    let (code, html) = get(server.http, "/").await;
+    assert_eq!(code, 200);
+    assert!(html.contains("<td>12</td><td>3</td><td>40</td>"), "{html}");
     server.stop().await;
 }

@@ -304,6 +304,13 @@ impl Service {
         self.store.list_users(after, crate::limits::page(limit, MAX_LIST_PAGE)).await
     }
 
+    /// `getClusterStatus` (`view-cluster`): may the caller see the cluster? The frontend asks its state
+    /// server only after this says yes (the cluster is not in the store).
+    pub async fn authorize_view_cluster(&self, caller: &Caller) -> Result<()> {
+        let (_, actor) = self.authenticate(caller).await?;
+        self.authorize(&actor, Method::AdminViewCluster, None)
+    }
+
     /// `logoutUser` (`logout-other-user`): revokes every session and personal access token of `uid` and
     /// closes their sockets on every frontend.
     pub async fn logout_user(&self, caller: &Caller, uid: &UserId) -> Result<Outcome<Vec<SessionId>>> {

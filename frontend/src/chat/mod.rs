@@ -311,6 +311,11 @@ impl Chat {
             warn!("chat attached twice; keeping the first node");
             return;
         }
+        if let Some(up) = &node.upstream {
+            // Chat users count in this frontend's load report (the admin pages' cluster view).
+            let chat = Arc::downgrade(self);
+            up.set_user_count(move || chat.upgrade().map_or(0, |c| c.presence.local_user_count() as u64));
+        }
         let mut listener = node.listen(CONTROL_CHANNEL).await;
         let chat = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -445,6 +450,31 @@ impl Chat {
 
     fn node(&self) -> Option<Arc<Node>> {
         self.node.get().and_then(Weak::upgrade)
+    }
+
+    /// `getClusterStatus` (the caller is authorized): the state server's view through this frontend's
+    /// control link, this frontend's own view marked `stale` when the state server cannot answer, or
+    /// this node alone when it runs without a cluster (`standalone: true`).
+    pub(crate) async fn cluster_status(&self) -> Value {
+        let Some(node) = self.node() else { return json!({ "standalone": true, "stale": true }) };
+        if let Some(up) = &node.upstream {
+            return up.cluster_status().await;
+        }
+        let load = protocol::control::NodeLoad {
+            connections: u64::try_from(node.stats.sockets_open.load(Ordering::Relaxed)).unwrap_or(0),
+            users: self.presence.local_user_count() as u64,
+            channels: node.hub.channel_count() as u64,
+        };
+        json!({
+            "standalone": true,
+            "epoch": 0,
+            "slots": [],
+            "brokers": [],
+            "frontends": [{ "id": "standalone", "peer": "", "connected": true, "last_seen_ms": 0, "load": load }],
+            "reshard": null,
+            "stale": false,
+            "thisFrontend": "standalone",
+        })
     }
 
     /// The chat identity in a socket's auth token (claims `uid` and `sid`).

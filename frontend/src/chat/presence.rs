@@ -164,6 +164,11 @@ impl Presence {
         let agg = lock(&self.agg);
         (agg.status(uid), agg.manual(uid).cloned())
     }
+
+    /// Distinct users with a socket on this frontend.
+    pub(crate) fn local_user_count(&self) -> usize {
+        lock(&self.local).user_count()
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,12 @@
 //! table, then welcome, prepare/commit and heartbeats; reconnect with
 //! back-off and jitter whenever the link breaks or goes quiet. While the
 //! state server is away, the node keeps routing by its last committed table.
+//!
+//! Versions: the node says `Hello` with control protocol [`control::VERSION`] (2: load reports in
+//! place of heartbeats, status questions). A version-1 state server refuses that; the node then says
+//! `Hello` again at once with [`control::MIN_VERSION`] and sends only version-1 frames on that link.
+//! Every new connection tries version 2 first again (an upgraded server comes back through a restart,
+//! which breaks the link).
 
 use std::sync::Arc;
 
@@ -16,8 +22,20 @@ use tracing::{debug, info, warn};
 
 use super::{backoff, Inner};
 
+/// How one connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// The state server welcomed us; the link broke or went quiet later.
+    AfterWelcome,
+    /// `Refused` before any `Welcome`.
+    Refused,
+    /// Anything else before a `Welcome`.
+    BeforeWelcome,
+}
+
 pub(super) async fn run(inner: Arc<Inner>) {
     let mut attempt = 0u32;
+    let mut version = control::VERSION;
     loop {
         let connected = tokio::select! {
             () = inner.shutdown.cancelled() => return,
@@ -25,7 +43,19 @@ pub(super) async fn run(inner: Arc<Inner>) {
         };
         match connected {
             Ok(stream) => {
-                if serve(&inner, stream).await {
+                let ended = serve(&inner, stream, version).await;
+                inner.status.link_down();
+                if ended == Ended::Refused && version > control::MIN_VERSION {
+                    info!(
+                        version,
+                        "state server refused us; saying Hello again with control protocol {}",
+                        control::MIN_VERSION
+                    );
+                    version = control::MIN_VERSION;
+                    continue;
+                }
+                version = control::VERSION;
+                if ended == Ended::AfterWelcome {
                     attempt = 0;
                 }
             }
@@ -42,8 +72,8 @@ pub(super) async fn run(inner: Arc<Inner>) {
     }
 }
 
-/// Serves one connection. True if the state server welcomed us.
-async fn serve(inner: &Arc<Inner>, stream: TcpStream) -> bool {
+/// Serves one connection, saying `Hello` at `version`.
+async fn serve(inner: &Arc<Inner>, stream: TcpStream, version: u32) -> Ended {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<ControlFrame>(64);
@@ -51,7 +81,7 @@ async fn serve(inner: &Arc<Inner>, stream: TcpStream) -> bool {
         key: inner.config.cluster_key.clone(),
         node: inner.config.node_id.clone(),
         role: Role::Frontend,
-        version: control::VERSION,
+        version,
         committed: inner.committed(),
     };
     let _ = tx.try_send(hello);
@@ -74,6 +104,7 @@ async fn serve(inner: &Arc<Inner>, stream: TcpStream) -> bool {
     let mut last_heard = Instant::now();
     let mut buf = BytesMut::with_capacity(4096);
     let mut welcomed = false;
+    let mut refused = false;
     'conn: loop {
         loop {
             match framing::decode::<ControlFrame>(&mut buf, framing::MAX_FRAME_BYTES) {
@@ -82,7 +113,8 @@ async fn serve(inner: &Arc<Inner>, stream: TcpStream) -> bool {
                     match f {
                         ControlFrame::Welcome { table } => {
                             welcomed = true;
-                            info!(epoch = table.epoch, brokers = table.len(), "joined the cluster");
+                            info!(epoch = table.epoch, brokers = table.len(), version, "joined the cluster");
+                            inner.status.link_up(version, tx.clone());
                             inner.on_welcome(table);
                         }
                         ControlFrame::Prepare { table } => {
@@ -95,9 +127,15 @@ async fn serve(inner: &Arc<Inner>, stream: TcpStream) -> bool {
                         }
                         ControlFrame::Commit { table } => inner.commit(table),
                         ControlFrame::Refused { reason } => {
-                            warn!(%reason, "state server refused us (check --cluster-key)");
+                            if version > control::MIN_VERSION && !welcomed {
+                                info!(%reason, version, "state server refused us");
+                            } else {
+                                warn!(%reason, "state server refused us (check --cluster-key)");
+                            }
+                            refused = !welcomed;
                             break 'conn;
                         }
+                        ControlFrame::StatusReply { id, json } => inner.status.on_reply(id, json),
                         ControlFrame::Heartbeat => {}
                         other => debug!(frame = ?other, "unexpected frame from the state server"),
                     }
@@ -120,7 +158,13 @@ async fn serve(inner: &Arc<Inner>, stream: TcpStream) -> bool {
                     warn!("state server silent; reconnecting");
                     break;
                 }
-                let _ = tx.try_send(ControlFrame::Heartbeat);
+                // Version 2: the load report is the heartbeat (a version-1 server cannot decode it).
+                let beat = if version >= 2 && welcomed {
+                    ControlFrame::Load { load: inner.load() }
+                } else {
+                    ControlFrame::Heartbeat
+                };
+                let _ = tx.try_send(beat);
             }
         }
     }
@@ -128,6 +172,10 @@ async fn serve(inner: &Arc<Inner>, stream: TcpStream) -> bool {
     writer_task.abort();
     if welcomed {
         warn!("lost the state server; routing by the last committed table");
+        Ended::AfterWelcome
+    } else if refused {
+        Ended::Refused
+    } else {
+        Ended::BeforeWelcome
     }
-    welcomed
 }

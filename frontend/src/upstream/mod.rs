@@ -11,18 +11,20 @@
 mod control;
 mod link;
 pub mod routing;
+pub mod status;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use prometheus_client::metrics::histogram::Histogram;
+use protocol::control::NodeLoad;
 use protocol::fabric::FabricFrame;
 use protocol::framing;
 use protocol::slots::SlotTable;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,7 +32,9 @@ use tracing::{debug, info, warn};
 
 use crate::hub::Hub;
 use crate::outbox::Publication;
+use crate::stats::Stats;
 use routing::Routing;
+use status::StatusRequests;
 
 /// How the frontend joins a cluster.
 #[derive(Clone, Debug)]
@@ -104,9 +108,17 @@ pub struct Upstream {
     inner: Arc<Inner>,
 }
 
+/// Counts the application adds to this node's load report (distinct chat users).
+type UserCount = Box<dyn Fn() -> u64 + Send + Sync>;
+
 struct Inner {
     config: ClusterConfig,
     hub: Arc<Hub>,
+    /// The node's counters: open sockets for the load report.
+    node_stats: Arc<Stats>,
+    users: OnceLock<UserCount>,
+    /// Status questions to the state server in flight.
+    status: StatusRequests,
     /// How long prepares take (reshard durations on this node).
     prepare_seconds: Histogram,
     stats: UpstreamStats,
@@ -163,11 +175,14 @@ fn frame(f: &FabricFrame) -> Bytes {
 
 impl Upstream {
     #[must_use]
-    pub fn new(config: ClusterConfig, hub: Arc<Hub>, prepare_seconds: Histogram) -> Self {
+    pub fn new(config: ClusterConfig, hub: Arc<Hub>, node_stats: Arc<Stats>, prepare_seconds: Histogram) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 hub,
+                node_stats,
+                users: OnceLock::new(),
+                status: StatusRequests::default(),
                 prepare_seconds,
                 stats: UpstreamStats::default(),
                 state: Mutex::new(State::default()),
@@ -204,6 +219,59 @@ impl Upstream {
     #[must_use]
     pub fn node_id(&self) -> &str {
         &self.inner.config.node_id
+    }
+
+    /// Lets the application count distinct users for the load report (set once; later calls are ignored).
+    pub fn set_user_count(&self, count: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.inner.users.set(Box::new(count));
+    }
+
+    /// What this node reports to the state server with its heartbeats.
+    #[must_use]
+    pub fn load(&self) -> NodeLoad {
+        self.inner.load()
+    }
+
+    /// The cluster for admin pages: the state server's `/status` document with `stale: false` and
+    /// `thisFrontend`, or — when the state server cannot answer within [`status::STATUS_TIMEOUT`] —
+    /// this node's own view (its committed table, its broker links, itself) with `stale: true` and
+    /// `staleReason`.
+    pub async fn cluster_status(&self) -> Value {
+        let id = self.node_id();
+        let why = match self.inner.status.ask().await {
+            Ok(json) => match status::fresh(&json, id) {
+                Some(v) => return v,
+                None => {
+                    warn!("the state server's status is not a JSON object");
+                    status::Unavailable::Timeout
+                }
+            },
+            Err(why) => why,
+        };
+        let (table, dead) = self.routing_snapshot();
+        let st = self.inner.lock();
+        let slots: Vec<Value> =
+            table.slots.iter().enumerate().map(|(slot, b)| json!({"slot": slot, "id": b.id, "addr": b.addr})).collect();
+        let brokers: Vec<Value> = table
+            .slots
+            .iter()
+            .map(|b| {
+                let up = st.links.get(&b.id).is_some_and(|l| l.tx.is_some());
+                json!({"id": b.id, "addr": b.addr, "connected": up && !dead.contains(&b.id), "last_seen_ms": null,
+                       "leaving": false, "load": null})
+            })
+            .collect();
+        drop(st);
+        json!({
+            "epoch": table.epoch,
+            "slots": slots,
+            "brokers": brokers,
+            "frontends": [status::this_frontend(id, self.load(), why != status::Unavailable::NoLink)],
+            "reshard": null,
+            "stale": true,
+            "staleReason": why.reason(),
+            "thisFrontend": id,
+        })
     }
 
     /// Joined: a table with at least one broker, and a live link to every broker it routes to.
@@ -525,6 +593,14 @@ impl Inner {
             for (broker, f) in h.buffered {
                 self.push(st, &broker, f);
             }
+        }
+    }
+
+    fn load(&self) -> NodeLoad {
+        NodeLoad {
+            connections: u64::try_from(self.node_stats.sockets_open.load(Ordering::Relaxed)).unwrap_or(0),
+            users: self.users.get().map_or(0, |count| count()),
+            channels: self.hub.channel_count() as u64,
         }
     }
 

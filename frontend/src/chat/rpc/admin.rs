@@ -1,6 +1,7 @@
 //! Administration methods: room settings, archive, delete and room roles; user activation, roles and
-//! the user list; personal access tokens; logging another user out; permissions and settings. Names
-//! and parameters follow Rocket.Chat's methods (`saveRoomSettings`, `addRoomOwner`, …).
+//! the user list; personal access tokens; logging another user out; permissions and settings; the
+//! cluster view (`getClusterStatus`, ours). Names and parameters follow Rocket.Chat's methods
+//! (`saveRoomSettings`, `addRoomOwner`, …).
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub const METHODS: &[&str] = &[
     "permissions.update",
     "settings.get",
     "settings.set",
+    "getClusterStatus",
 ];
 
 /// Keys `saveRoomSettings` understands (Rocket.Chat's), besides `rid`. Anything else is refused rather
@@ -183,6 +185,10 @@ async fn run(chat: &Arc<Chat>, caller: &Caller, name: &str, p: &Params) -> Resul
             let out = svc.set_setting(caller, p.str("_id")?, value).await?;
             chat.apply(out.effects).await;
             json!({})
+        }
+        "getClusterStatus" => {
+            svc.authorize_view_cluster(caller).await?;
+            chat.cluster_status().await
         }
         _ => return Err(invalid("event", "unknown chat method")),
     };
