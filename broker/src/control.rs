@@ -80,11 +80,15 @@ impl Backoff {
 struct State {
     /// Last table welcomed or committed by the state server.
     committed: Option<SlotTable>,
+    /// Control protocol version of the next `Hello`: [`control::VERSION`], or
+    /// [`control::MIN_VERSION`] right after a refusal (a version-1 state server refuses version 2;
+    /// see `protocol::control`). Back to `VERSION` for every later connection.
+    version: u32,
 }
 
 /// Runs the control link to `addr` until `signals.stop` is cancelled.
 pub async fn run(node: Arc<Node>, addr: String, signals: Signals) {
-    let mut state = State { committed: None };
+    let mut state = State { committed: None, version: control::VERSION };
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let welcomed = tokio::select! {
@@ -92,6 +96,16 @@ pub async fn run(node: Arc<Node>, addr: String, signals: Signals) {
             r = session(&node, &addr, &signals, &mut state, &mut backoff) => r,
         };
         node.status.set_connected(false);
+        if matches!(welcomed, Err(SessionEnd::Refused)) && state.version > control::MIN_VERSION {
+            info!(
+                version = state.version,
+                "refused; saying Hello again with control protocol {}",
+                control::MIN_VERSION
+            );
+            state.version = control::MIN_VERSION;
+            continue;
+        }
+        state.version = control::VERSION;
         match welcomed {
             Err(SessionEnd::Frame(e)) => warn!(error = %e, "bad frame from the state server: reconnecting"),
             Err(SessionEnd::Io(e)) => debug!(error = %e, "state server link failed"),
@@ -129,7 +143,7 @@ async fn session(
         key: node.config.cluster_key.clone(),
         node: node.config.id.clone(),
         role: Role::Broker { addr: node.advertise_addr.clone() },
-        version: control::VERSION,
+        version: state.version,
         committed: state.committed.clone(),
     };
     send(&mut stream, &hello).await?;
@@ -147,6 +161,10 @@ async fn session(
             backoff.reset();
             adopt(node, signals, state, table);
         }
+        ControlFrame::Refused { reason } if state.version > control::MIN_VERSION => {
+            info!(%addr, %reason, version = state.version, "the state server refused this broker");
+            return Err(SessionEnd::Refused);
+        }
         ControlFrame::Refused { reason } => {
             error!(%addr, %reason, "the state server refused this broker");
             return Err(SessionEnd::Refused);
@@ -157,6 +175,8 @@ async fn session(
         }
     }
 
+    // Welcomed at version 2: the load report is the heartbeat (a version-1 server cannot decode it).
+    let reports_load = state.version >= 2;
     let mut leave_sent = false;
     let mut heartbeat = tokio::time::interval(node.config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -191,6 +211,14 @@ async fn session(
                 info!("asking the state server to take this broker out of the slot table");
                 send(&mut stream, &ControlFrame::Leave).await?;
                 leave_sent = true;
+            }
+            Event::Heartbeat if reports_load => {
+                let load = control::NodeLoad {
+                    connections: u64::try_from(node.stats.links_open.load(Ordering::Relaxed)).unwrap_or(0),
+                    users: 0,
+                    channels: node.router.channels() as u64,
+                };
+                send(&mut stream, &ControlFrame::Load { load }).await?;
             }
             Event::Heartbeat => send(&mut stream, &ControlFrame::Heartbeat).await?,
             Event::Silent => {

@@ -53,7 +53,10 @@ impl FakeStateServer {
                         None => return,
                     },
                     f = conn.try_recv() => match f {
-                        Some(ControlFrame::Heartbeat) => conn.send(&ControlFrame::Heartbeat).await,
+                        // A load report is a heartbeat too (control protocol 2).
+                        Some(ControlFrame::Heartbeat | ControlFrame::Load { .. }) => {
+                            conn.send(&ControlFrame::Heartbeat).await;
+                        }
                         Some(f) => {
                             if inbox.send(f).await.is_err() {
                                 return;
@@ -215,7 +218,7 @@ async fn a_silent_state_server_is_dropped_and_a_refusal_retried() {
     silent.send(&ControlFrame::Welcome { table: SlotTable::default() }).await;
     let started = Instant::now();
     while let Some(f) = silent.try_recv().await {
-        assert_eq!(f, ControlFrame::Heartbeat);
+        assert!(matches!(f, ControlFrame::Load { .. }), "heartbeats (load reports at version 2), got {f:?}");
     }
     assert!(started.elapsed() >= Duration::from_millis(250), "dropped after {:?}", started.elapsed());
 
@@ -258,4 +261,45 @@ async fn a_broker_that_never_joined_the_table_leaves_after_the_drain_only() {
     b.shutdown.cancel();
     tokio::time::timeout(WAIT, task).await.expect("stops").unwrap();
     assert!(started.elapsed() < Duration::from_secs(2), "stopped after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_broker_reports_its_links_and_channels_in_place_of_heartbeats() {
+    let state = FakeStateServer::bind().await;
+    let b = TestBroker::start(config(&state)).await;
+    let mut conn = state.accept_raw().await;
+    assert!(matches!(conn.try_recv().await, Some(ControlFrame::Hello { version: control::VERSION, .. })));
+    conn.send(&ControlFrame::Welcome { table: table(1, &[(&b.id, &b.fabric.to_string())]) }).await;
+    let mut link = b.link().await;
+    link.subscribe("a").await;
+    link.subscribe("b").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout(WAIT, conn.try_recv()).await.expect("a frame in time") {
+            Some(ControlFrame::Load { load }) if load.connections == 1 && load.channels == 2 => break,
+            Some(ControlFrame::Load { .. }) => {}
+            other => panic!("a version-2 link carries load reports, got {other:?}"),
+        }
+        conn.send(&ControlFrame::Heartbeat).await;
+        assert!(Instant::now() < deadline, "no load report with 1 link and 2 channels");
+    }
+}
+
+#[tokio::test]
+async fn against_a_version_1_state_server_the_broker_says_hello_again_at_version_1_and_only_heartbeats() {
+    let state = FakeStateServer::bind().await;
+    let b = TestBroker::start(config(&state)).await;
+    let mut conn = state.accept_raw().await;
+    assert!(matches!(conn.try_recv().await, Some(ControlFrame::Hello { version: control::VERSION, .. })));
+    conn.send(&ControlFrame::Refused { reason: "control protocol version 2; this server speaks 1".into() }).await;
+    drop(conn);
+    let mut conn = state.accept_raw().await;
+    assert!(matches!(conn.try_recv().await, Some(ControlFrame::Hello { version: control::MIN_VERSION, .. })));
+    conn.send(&ControlFrame::Welcome { table: table(1, &[(&b.id, &b.fabric.to_string())]) }).await;
+    wait_ready(b.admin, 200).await;
+    for _ in 0..5 {
+        let f = tokio::time::timeout(WAIT, conn.try_recv()).await.expect("a frame in time");
+        assert_eq!(f, Some(ControlFrame::Heartbeat), "a version-1 server gets version-1 frames only");
+        conn.send(&ControlFrame::Heartbeat).await;
+    }
 }
