@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chat::import::{apply, slack, ImportError, Summary};
-use chat::store::{ImportProgress, Store};
+use chat::import::{apply, plan, slack, ImportError, Summary};
+use chat::store::{ImportOutcome, ImportProgress, Store};
 use clap::{Parser, Subcommand};
 
 /// Largest archive read (the whole zip is held in memory while it is checked).
@@ -78,6 +78,12 @@ enum Import {
         /// Check the archive and print what would be imported; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Write in transactions of at most this many messages instead of one for the whole import,
+        /// so frontends running on the same SQLite file can write in between (they wait at most 5 s
+        /// for the lock). The archive is still checked completely first, but a failure while writing
+        /// then leaves the earlier parts written: run the same import again to complete it.
+        #[arg(long, value_name = "MESSAGES")]
+        chunk: Option<usize>,
     },
 }
 
@@ -91,7 +97,7 @@ fn main() -> ExitCode {
         }
     };
     let (archive, store, dry_run) = match args.command {
-        Command::Import(Import::Slack { archive, store, dry_run }) => (archive, store, dry_run),
+        Command::Import(Import::Slack { archive, store, dry_run, chunk }) => (archive, store, (dry_run, chunk)),
         Command::User(UserCmd::SetPassword { username, activate, store }) => {
             return match runtime.block_on(set_password(&username, activate, &store_url(&store))) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -102,13 +108,15 @@ fn main() -> ExitCode {
             };
         }
     };
-    match runtime.block_on(import_slack(archive, store_url(&store), dry_run)) {
+    let (dry_run, chunk) = dry_run;
+    match runtime.block_on(import_slack(archive, store_url(&store), dry_run, chunk)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chat: import failed: {e} [{}]", e.id());
             if matches!(e, ImportError::Store(_)) {
                 eprintln!(
-                    "chat: SQLite rolled the import back; with MongoDB, run the same import again to complete it"
+                    "chat: SQLite rolled the import back (with --chunk, only the part being written); \
+                     run the same import again to complete it (nothing is imported twice)"
                 );
             } else {
                 eprintln!("chat: nothing was written (the store is unchanged)");
@@ -152,7 +160,12 @@ fn store_url(s: &str) -> String {
     }
 }
 
-async fn import_slack(path: PathBuf, store_url: String, dry_run: bool) -> Result<(), ImportError> {
+async fn import_slack(
+    path: PathBuf,
+    store_url: String,
+    dry_run: bool,
+    chunk: Option<usize>,
+) -> Result<(), ImportError> {
     let started = Instant::now();
     let progress = Progress::new();
     let shown = path.display().to_string();
@@ -189,11 +202,32 @@ async fn import_slack(path: PathBuf, store_url: String, dry_run: bool) -> Result
     }
 
     let store: Arc<dyn Store> = chat::store::open(&store_url).await?;
-    progress.step(&format!("importing into {}", redact(&store_url)));
-    let total = archive.message_count() as u64;
-    let p = progress.clone();
-    let callback: ImportProgress = Arc::new(move |done| p.update("writing", done, total));
-    let summary: Summary = apply::run(&*store, &archive, callback).await?;
+    progress.step(&format!("importing into {}: looking up what the store already has", redact(&store_url)));
+    let existing = apply::resolve(&*store, &archive).await?;
+    let mut plan = plan::plan(&archive, &existing);
+    drop(archive);
+    let batch = std::mem::take(&mut plan.batch);
+    let total = batch.messages.len() as u64;
+    progress.step(&format!(
+        "writing {} users, {} rooms, {} memberships, {total} messages (those not already present)",
+        batch.users.len(),
+        batch.rooms.len(),
+        batch.members.len()
+    ));
+    let parts = match chunk {
+        Some(n) => batch.split(n),
+        None => vec![batch],
+    };
+    let mut outcome = ImportOutcome::default();
+    let mut offset = 0;
+    for part in parts {
+        let p = progress.clone();
+        let size = part.messages.len() as u64;
+        let callback: ImportProgress = Arc::new(move |done| p.update("writing", offset + done, total));
+        outcome.merge(store.import(part, callback).await?);
+        offset += size;
+    }
+    let summary: Summary = plan.summary(Some(&outcome));
     progress.finish();
     let secs = started.elapsed().as_secs_f64();
     print!("{summary}");
@@ -203,7 +237,8 @@ async fn import_slack(path: PathBuf, store_url: String, dry_run: bool) -> Result
     );
     if summary.users.imported > 0 {
         println!(
-            "imported users are deactivated: an admin activates them (setUserActiveStatus) before they can log in"
+            "imported users are deactivated and have no password: `chat user set-password <username> --activate` \
+             gives one a password and activates it (an admin can also activate with setUserActiveStatus)"
         );
     }
     Ok(())
@@ -228,12 +263,13 @@ fn redact(url: &str) -> String {
 #[derive(Clone)]
 struct Progress {
     tty: bool,
+    started: Instant,
     last: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Progress {
     fn new() -> Progress {
-        Progress { tty: std::io::stderr().is_terminal(), last: Arc::new(Mutex::new(None)) }
+        Progress { tty: std::io::stderr().is_terminal(), started: Instant::now(), last: Arc::new(Mutex::new(None)) }
     }
 
     fn step(&self, text: &str) {
@@ -241,7 +277,7 @@ impl Progress {
         if self.tty {
             let _ = write!(err, "\r\x1b[2K");
         }
-        let _ = writeln!(err, "{text}");
+        let _ = writeln!(err, "[{:>6.1} s] {text}", self.started.elapsed().as_secs_f64());
     }
 
     fn update(&self, what: &str, done: u64, total: u64) {

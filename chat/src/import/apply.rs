@@ -11,6 +11,11 @@ use crate::limits::MAX_NAME_CHARS;
 use crate::room::RoomType;
 use crate::store::{ImportProgress, Store};
 
+/// Free name candidates looked up per user or room. A third Slack name mapping to the same name (after
+/// sanitizing) could pick a name not checked here; the store then refuses it as a conflict (SQLite: the
+/// import rolls back) rather than writing a duplicate.
+const FREE_CANDIDATES: usize = 2;
+
 /// Looks up, read-only, everything [`plan::plan`] needs to know about the store.
 pub async fn resolve(store: &dyn Store, archive: &Archive) -> Result<Existing, ImportError> {
     let mut ex = Existing::default();
@@ -25,9 +30,18 @@ pub async fn resolve(store: &dyn Store, archive: &Archive) -> Result<Existing, I
                 ex.by_email.insert(email.to_lowercase(), u);
             }
         }
+        // Candidates in order until two are free: the plan takes the first free one, or the next when
+        // another Slack user of the archive claimed it first.
+        let mut free = 0;
         for name in name_candidates(&sanitize_name(&su.name, MAX_NAME_CHARS, &su.id)) {
-            if let Some(u) = store.user_by_username(&name).await? {
-                ex.usernames.insert(u.username.to_lowercase());
+            match store.user_by_username(&name).await? {
+                Some(u) => {
+                    ex.usernames.insert(u.username.to_lowercase());
+                }
+                None => free += 1,
+            }
+            if free == FREE_CANDIDATES {
+                break;
             }
         }
     }
@@ -54,9 +68,15 @@ pub async fn resolve(store: &dyn Store, archive: &Archive) -> Result<Existing, I
             ex.rooms.insert(room.id.clone(), room);
         } else if conv.kind != ConversationKind::Dm {
             let base = sanitize_name(conv.name.as_deref().unwrap_or(&conv.id), MAX_NAME_CHARS, &conv.id);
+            let mut free = 0;
             for name in name_candidates(&base) {
                 if store.room_by_name(&name).await?.is_some() {
                     ex.room_names.insert(name.to_lowercase());
+                } else {
+                    free += 1;
+                }
+                if free == FREE_CANDIDATES {
+                    break;
                 }
             }
         }

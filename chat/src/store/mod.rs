@@ -212,6 +212,30 @@ impl ImportBatch {
     }
 }
 
+impl ImportBatch {
+    /// Splits into batches of at most `max_messages` messages (at least 1), in order; the first also
+    /// carries the users, rooms and members. Applying them one after the other is the same as applying
+    /// the whole batch, because a thread root always comes before its replies.
+    pub fn split(mut self, max_messages: usize) -> Vec<ImportBatch> {
+        let max = max_messages.max(1);
+        let mut messages = std::mem::take(&mut self.messages).into_iter().peekable();
+        let mut out = vec![self];
+        let mut first = true;
+        while messages.peek().is_some() {
+            let chunk: Vec<Message> = messages.by_ref().take(max).collect();
+            if first {
+                first = false;
+                if let Some(b) = out.first_mut() {
+                    b.messages = chunk;
+                }
+            } else {
+                out.push(ImportBatch { messages: chunk, ..Default::default() });
+            }
+        }
+        out
+    }
+}
+
 /// What [`Store::import`] created (the rest was already there).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportOutcome {
@@ -220,6 +244,16 @@ pub struct ImportOutcome {
     pub members: u64,
     /// Ids of the messages inserted by this call.
     pub messages: Vec<MessageId>,
+}
+
+impl ImportOutcome {
+    /// Adds up the outcomes of the parts of a split batch.
+    pub fn merge(&mut self, other: ImportOutcome) {
+        self.users += other.users;
+        self.rooms += other.rooms;
+        self.members += other.members;
+        self.messages.extend(other.messages);
+    }
 }
 
 /// Called with the number of batch messages handled so far (from the store's own thread or task).
@@ -431,6 +465,43 @@ pub fn quoted_terms(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_import_batch_keeps_order_and_puts_accounts_and_rooms_first() {
+        let msg = |i: u32| Message {
+            id: MessageId(format!("m{i}")),
+            rid: RoomId::from("r"),
+            seq: 0,
+            u: crate::message::UserRef { id: UserId::from("u"), username: "u".into(), name: "u".into() },
+            msg: "x".into(),
+            t: None,
+            ts: 0,
+            updated_at: 0,
+            edited_at: None,
+            edited_by: None,
+            tmid: None,
+            tshow: false,
+            timeline: true,
+            tcount: 0,
+            tlm: None,
+            replies: Vec::new(),
+            mentions: Vec::new(),
+            group_mention: false,
+            reactions: Default::default(),
+            pinned: false,
+            pinned_at: None,
+            pinned_by: None,
+            attachments: Vec::new(),
+            client_msg_id: None,
+            deleted_at: None,
+        };
+        let batch = ImportBatch { messages: (0..5).map(msg).collect(), ..Default::default() };
+        let parts = batch.clone().split(2);
+        let ids: Vec<Vec<&str>> = parts.iter().map(|b| b.messages.iter().map(|m| m.id.as_str()).collect()).collect();
+        assert_eq!(ids, [vec!["m0", "m1"], vec!["m2", "m3"], vec!["m4"]]);
+        assert_eq!(batch.clone().split(0).len(), 5);
+        assert_eq!(ImportBatch::default().split(10).len(), 1, "users, rooms and members alone still go");
+    }
 
     #[test]
     fn search_terms_are_quoted_and_bounded() {

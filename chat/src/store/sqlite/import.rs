@@ -41,6 +41,21 @@ struct RootState {
 pub fn import(conn: &mut Connection, batch: ImportBatch, progress: &ImportProgress) -> Result<ImportOutcome> {
     batch.validate()?;
     let now = now_ms();
+    // A big import touches far more pages than the default 2 MB page cache holds, and a transaction
+    // whose dirty pages spill is slower; allow up to 256 MiB for this transaction, then restore.
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0)).ctx(OP)?;
+    conn.execute_batch("PRAGMA cache_size = -262144").ctx(OP)?;
+    let result = import_in_transaction(conn, batch, progress, now);
+    conn.execute_batch(&format!("PRAGMA cache_size = {cache}")).ctx(OP)?;
+    result
+}
+
+fn import_in_transaction(
+    conn: &mut Connection,
+    batch: ImportBatch,
+    progress: &ImportProgress,
+    now: Millis,
+) -> Result<ImportOutcome> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).ctx(OP)?;
     let mut out = ImportOutcome::default();
 
