@@ -247,8 +247,15 @@ class App {
       this.sidebar.update(r.rid);
       if (r.rid === this.openRid) this.renderRoomHead(r);
     } else if (ev.type === 'session.revoked') {
-      this.conn.session = null;
-      this.loggedOut('You were signed out.');
+      // Another device's logout revokes only its own session; this page ends only if it was ours.
+      const mine = this.conn.sessionId;
+      const revoked = ev.sessions || (ev.sessionId ? [ev.sessionId] : null);
+      if (!revoked || (mine && revoked.includes(mine))) {
+        this.conn.session = null;
+        this.resetState();
+        this.started = false;
+        this.loggedOut('You were signed out.');
+      }
     } else if (ev.type === 'user.updated' && ev.roles) {
       this.me.roles = ev.roles;
       show($('#admin-button'), ev.roles.includes('admin'));
@@ -789,8 +796,10 @@ class App {
       });
     }
     try {
-      const { users } = await this.call('getUserPresence', { uids: fresh.slice(0, 100) });
-      for (const u of users || []) this.setPresence(u.uid, u.status);
+      for (let i = 0; i < fresh.length; i += 100) {
+        const { users } = await this.call('getUserPresence', { uids: fresh.slice(i, i + 100) });
+        for (const u of users || []) this.setPresence(u.uid, u.status);
+      }
     } catch (err) {
       console.warn('getUserPresence', err);
     }

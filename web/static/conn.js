@@ -38,7 +38,16 @@ export class Connection {
     });
     this.listen('connecting', () => this.onState('connecting'));
     this.listen('connect', () => this.connected());
-    this.listen('close', () => this.onState(this.socket.state === 'connecting' ? 'connecting' : 'disconnected'));
+    this.listen('close', () => {
+      this.onState(this.socket.state === 'connecting' ? 'connecting' : 'disconnected');
+      // socketcluster-client does not reconnect after code 1000, which the server uses when it ends a
+      // session (an admin's logout, deactivation) but also when it closes a socket for good reasons of
+      // its own; try once more after a pause: a revoked session's resume is refused and the login shows.
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => {
+        if (this.socket.state === 'closed' && !this.loggingOut) this.socket.connect();
+      }, 2000);
+    });
     this.listen('error', () => {});
   }
 
@@ -96,6 +105,7 @@ export class Connection {
 
   loggedIn(reply, token) {
     this.me = { id: reply.id, username: reply.username, roles: reply.roles || [] };
+    this.sessionId = reply.sessionId;
     this.session = { token, uid: reply.id, username: reply.username };
     this.scheduleRenew(reply.socketTokenExpires);
     this.onLogin(this.me);
@@ -123,6 +133,7 @@ export class Connection {
 
   async logout() {
     clearTimeout(this.renewTimer);
+    this.loggingOut = true;
     try {
       await this.call('logout', {});
     } catch {
@@ -134,6 +145,7 @@ export class Connection {
     for (const name of [...this.channels.keys()]) this.unsubscribe(name);
     // The server closes a logged-out socket (code 1000, no auto-reconnect); open a fresh one for the next login.
     this.socket.disconnect();
+    this.loggingOut = false;
     this.socket.connect();
   }
 
