@@ -5,7 +5,7 @@
 import { Connection, errorText, isAuthError, libraryMissing } from './conn.js';
 import { Sidebar } from './sidebar.js';
 import { PAGE_OPEN, Timeline } from './timeline.js';
-import { $, $$, EMOJI, debounce, el, emojiChar, lockIcon, renderMessage, show, showError } from './ui.js';
+import { $, $$, EMOJI, debounce, el, lockIcon, renderMessage, show, showError } from './ui.js';
 
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_IDLE_MS = 4000;
@@ -1455,4 +1455,3 @@ if (libraryMissing) {
   window.chatApp = new App();
 }
 
-export { emojiChar };

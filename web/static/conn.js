@@ -195,10 +195,8 @@ export class Connection {
 
   /** Resubscribes channels the server dropped (a failed subscribe removes them client-side). */
   ensureSubscribed() {
-    for (const [name, entry] of this.channels) {
-      const state = this.socket.getChannelState(name);
-      if (state === 'unsubscribed') this.socket.subscribe(name, { waitForAuth: true });
-      void entry;
+    for (const name of this.channels.keys()) {
+      if (this.socket.getChannelState(name) === 'unsubscribed') this.socket.subscribe(name, { waitForAuth: true });
     }
   }
 }

@@ -8,7 +8,7 @@
 // (a `seq` skipped) asks the owner for a `syncMessages` after a short wait, since the missing one is
 // usually just late.
 
-import { el, renderMessage } from './ui.js';
+import { renderMessage } from './ui.js';
 
 export const PAGE_OPEN = 50;
 export const PAGE_OLDER = 100;
@@ -304,4 +304,3 @@ export class Timeline {
   }
 }
 
-export { el };
