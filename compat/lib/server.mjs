@@ -272,7 +272,11 @@ export class FrontendServer extends ManagedProcess {
     if (o.pingIntervalMs != null) args.push('--ping-interval-ms', String(o.pingIntervalMs));
     if (o.pingTimeoutMs != null) args.push('--ping-timeout-ms', String(o.pingTimeoutMs));
     if (o.nodeId != null) args.push('--id', o.nodeId);
-    if (o.stateServer != null) args.push('--state-server', o.stateServer);
+    if (o.stateServer != null) {
+      // The state server here beats every 200 ms (cluster.mjs) and drops a node silent for 3 beats:
+      // the frontend's default 1 s beat would have it dropped and reconnecting every ~0.8 s.
+      args.push('--state-server', o.stateServer, '--control-heartbeat-ms', '200');
+    }
     if (o.clusterKey != null) args.push('--cluster-key', o.clusterKey);
     args.push(...(o.extraArgs || []));
     return args;
