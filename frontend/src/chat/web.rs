@@ -216,6 +216,37 @@ mod tests {
         assert!(!matches("\"b\"", "\"a\""));
     }
 
+    /// Every `./x.js` a module imports (statically or with `import()`), and every `/web/…` file the page
+    /// links, is embedded — except `admin.js`, which another part of the project provides and whose
+    /// absence the page handles ("Administration is not available").
+    #[test]
+    fn every_file_the_client_refers_to_is_embedded() {
+        let mut missing = Vec::new();
+        for (name, bytes, _) in WEB_ASSETS.iter().filter(|(n, _, _)| n.ends_with(".js") || *n == INDEX) {
+            if *name == "socketcluster-client.min.js" {
+                continue;
+            }
+            let text = String::from_utf8_lossy(bytes);
+            for quote in ['\'', '"'] {
+                for prefix in ["./", "/web/"] {
+                    let needle = format!("{quote}{prefix}");
+                    for (at, _) in text.match_indices(&needle) {
+                        let rest = &text[at + needle.len()..];
+                        let Some(end) = rest.find(quote) else { continue };
+                        let file = &rest[..end];
+                        if (file.ends_with(".js") || file.ends_with(".css"))
+                            && file != "admin.js"
+                            && embedded(file).is_none()
+                        {
+                            missing.push(format!("{name} → {file}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "referred to but not embedded: {missing:?}");
+    }
+
     #[test]
     fn the_page_and_the_library_are_embedded() {
         assert!(embedded("index.html").is_some_and(|(_, ct)| ct.starts_with("text/html")));
