@@ -66,7 +66,8 @@ function count(v) {
   return v === null || v === undefined ? '–' : String(v);
 }
 
-/** A table with a caption and column headers; returns [table, tbody]. */
+/** A table with a caption and column headers, in a box that scrolls sideways on narrow screens;
+ * returns [box, tbody]. */
 function table(id, caption, headers) {
   const body = h('tbody');
   const t = h(
@@ -76,7 +77,7 @@ function table(id, caption, headers) {
     h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col', text: x })))),
     body,
   );
-  return [t, body];
+  return [h('div.admin-table-wrap', {}, t), body];
 }
 
 /** A line that tells what the last action did (`role=status`) or why it failed (`role=alert`). */
@@ -505,8 +506,8 @@ function clusterTab(ctx) {
   const stale = h('p#cluster-stale.admin-notice.warn', { role: 'status', hidden: true });
   const summary = h('p#cluster-summary', { 'aria-live': 'polite' });
   const error = notice('cluster-error');
-  const [fe, feBody] = table('cluster-frontends', 'Frontends', ['Id', 'Address', 'State server link', 'Last heard', 'Connections', 'Chat users', 'Channels']);
-  const [br, brBody] = table('cluster-brokers', 'Brokers', ['Id', 'Fabric address', 'Connected', 'Last heard', 'Leaving', 'Frontend links', 'Channels']);
+  const [fe, feBody] = table('cluster-frontends', 'Frontends', ['Id', 'Connections', 'Chat users', 'Channels', 'State server link', 'Last heard', 'Address']);
+  const [br, brBody] = table('cluster-brokers', 'Brokers', ['Id', 'Frontend links', 'Channels', 'Connected', 'Last heard', 'Leaving', 'Fabric address']);
   const [sl, slBody] = table('cluster-slots', 'Slot table', ['Slot', 'Broker', 'Address']);
   let timer = null;
   let busy = false;
@@ -538,12 +539,12 @@ function clusterTab(ctx) {
           'tr',
           { dataset: { node: f.id, connected: String(!!f.connected) }, class: f.id === s.thisFrontend ? 'this-node' : '' },
           h('th', { scope: 'row' }, f.id, f.id === s.thisFrontend ? h('span.admin-role', { text: 'this one' }) : null),
-          h('td', { text: f.peer || '' }),
-          h('td', { text: f.connected ? 'connected' : 'down' }),
-          h('td', { text: s.stale && f.id === s.thisFrontend ? 'now' : ago(f.last_seen_ms) }),
           h('td.num', { text: count(f.load && f.load.connections), dataset: { field: 'connections' } }),
           h('td.num', { text: count(f.load && f.load.users), dataset: { field: 'users' } }),
           h('td.num', { text: count(f.load && f.load.channels), dataset: { field: 'channels' } }),
+          h('td', { text: f.connected ? 'connected' : 'down' }),
+          h('td', { text: s.stale && f.id === s.thisFrontend ? 'now' : ago(f.last_seen_ms) }),
+          h('td', { text: f.peer || '' }),
         ),
       ),
     );
@@ -553,12 +554,12 @@ function clusterTab(ctx) {
           'tr',
           { dataset: { node: b.id, connected: String(!!b.connected) } },
           h('th', { scope: 'row', text: b.id }),
-          h('td', { text: b.addr }),
+          h('td.num', { text: count(b.load && b.load.connections), dataset: { field: 'links' } }),
+          h('td.num', { text: count(b.load && b.load.channels), dataset: { field: 'channels' } }),
           h('td', { text: b.connected ? 'yes' : 'no' }),
           h('td', { text: ago(b.last_seen_ms) }),
           h('td', { text: b.leaving ? 'leaving' : '' }),
-          h('td.num', { text: count(b.load && b.load.connections) }),
-          h('td.num', { text: count(b.load && b.load.channels) }),
+          h('td', { text: b.addr }),
         ),
       ),
     );
