@@ -166,6 +166,33 @@ fn link_health(e: &mut DescriptorEncoder<'_>, s: &Status) -> std::fmt::Result {
     Ok(())
 }
 
+/// Per node that reported its load (control protocol 2): connections, chat users, channels.
+fn node_load(e: &mut DescriptorEncoder<'_>, s: &Status) -> std::fmt::Result {
+    let loads: Vec<(&str, &str, protocol::control::NodeLoad)> = s
+        .brokers
+        .iter()
+        .filter_map(|b| b.load.map(|l| ("broker", b.id.as_str(), l)))
+        .chain(s.frontends.iter().filter_map(|f| f.load.map(|l| ("frontend", f.id.as_str(), l))))
+        .collect();
+    type Pick = fn(&protocol::control::NodeLoad) -> u64;
+    let families: [(&str, &str, Pick); 3] = [
+        ("node_connections", "Reported by each node: client sockets (frontend) or fabric links (broker)", |l| {
+            l.connections
+        }),
+        ("node_users", "Reported by each frontend: distinct authenticated chat users", |l| l.users),
+        ("node_channels", "Reported by each node: channels with local subscribers or interest", |l| l.channels),
+    ];
+    for (name, help, pick) in families {
+        let g = ConstGauge::new(0i64);
+        let mut family = e.encode_descriptor(name, help, None, g.metric_type())?;
+        for (role, node, load) in &loads {
+            ConstGauge::new(i64::try_from(pick(load)).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&[("role", *role), ("node", *node)])?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for StateCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let c = ConstCounter::new(0u64);
@@ -209,7 +236,8 @@ impl Collector for StateCollector {
         )?;
         counter(&mut e, "reshards_aborted", "Reshards dropped before their commit", r.aborted)?;
         counter(&mut e, "tables_adopted", "Tables adopted from a node's report (after a restart)", r.adopted)?;
-        link_health(&mut e, s)
+        link_health(&mut e, s)?;
+        node_load(&mut e, s)
     }
 }
 
@@ -300,7 +328,7 @@ mod tests {
                 peer: "p".into(),
                 connected: true,
                 last_seen_ms: 1500,
-                load: None,
+                load: Some(protocol::control::NodeLoad { connections: 12, users: 7, channels: 30 }),
             }],
             reshard: Some(ReshardStatus { epoch: 5, waiting_for: vec!["f1".into()], started_ms_ago: 3 }),
             refused_links: 0,
@@ -338,6 +366,10 @@ mod tests {
             !text.contains("state_server_node_last_seen_seconds{role=\"broker\",node=\"b3\"}"),
             "a broker never seen has no last-seen age:\n{text}"
         );
+        assert_eq!(value(&text, "state_server_node_connections{role=\"frontend\",node=\"f1\"}"), 12.0);
+        assert_eq!(value(&text, "state_server_node_users{role=\"frontend\",node=\"f1\"}"), 7.0);
+        assert_eq!(value(&text, "state_server_node_channels{role=\"frontend\",node=\"f1\"}"), 30.0);
+        assert!(!text.contains("state_server_node_connections{role=\"broker\""), "no load reported, no row:\n{text}");
         assert_eq!(value(&text, "state_server_reshard_seconds_count"), 1.0);
         assert_eq!(m.refusals().total(), 3);
     }
