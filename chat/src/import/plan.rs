@@ -422,7 +422,8 @@ fn plan_messages(
         };
         let Some(ts) = ts_millis(&m.ts) else { continue };
         let converted = markup::convert(&m.text, names);
-        let mut text = converted.text;
+        // NUL is the one character our messages refuse; Slack text should never hold one.
+        let mut text = if converted.text.contains('\0') { converted.text.replace('\0', "") } else { converted.text };
         if text.chars().count() > MAX_IMPORTED_CHARS {
             text = cut(&text, MAX_IMPORTED_CHARS);
             p.summary.note("text longer than 50,000 characters cut");
@@ -534,7 +535,12 @@ fn plan_messages(
 
 /// Emoji names as our rules allow them (no `.`, no leading `$`, ≤ 64 bytes).
 fn emoji_name(name: &str) -> String {
-    let mut e: String = name.trim_start_matches('$').replace('.', "_").chars().filter(|c| !c.is_whitespace()).collect();
+    let mut e: String = name
+        .trim_start_matches('$')
+        .replace('.', "_")
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect();
     while e.len() > MAX_EMOJI_BYTES {
         e.pop();
     }
@@ -645,7 +651,7 @@ mod tests {
                     msg(Some("U8"), "ghost", "105.0"),
                     msg(Some("U1"), "dup", "105.0"),
                 ],
-                vec![msg(Some("U1"), "dm", "200.0")],
+                vec![msg(Some("U1"), "d\u{0}m", "200.0")],
                 vec![msg(Some("U1"), "note to self", "300.0")],
                 vec![msg(Some("U2"), "group chat", "400.0")],
             ],
@@ -710,6 +716,7 @@ mod tests {
         assert_eq!(general[2].tmid, None, "a reply to a root outside the archive stays in the channel");
         assert_eq!(general[3].attachments[0]["title_link"], "https://files.slack.com/F1/plan.pdf");
         assert_eq!(general[3].attachments[0]["size"], 1234);
+        p.batch.validate().unwrap();
         let s = p.summary(None);
         assert_eq!((s.messages.imported, s.thread_replies.imported, s.reactions.imported), (6, 1, 3));
         assert_eq!((s.edits.imported, s.file_references.imported), (1, 1));
@@ -719,6 +726,14 @@ mod tests {
         assert_eq!(s.skipped["second message with the same ts in a conversation"], 1);
         assert_eq!(s.skipped["reaction by a user not in users.json"], 1);
         assert_eq!(s.notes["reply whose thread root is not imported: kept in the channel"], 1);
+    }
+
+    #[test]
+    fn text_the_store_would_refuse_is_cleaned_so_the_batch_validates() {
+        let p = plan(&archive(), &Existing::default());
+        let dm = p.batch.messages.iter().find(|m| m.rid == room_id("D1")).unwrap();
+        assert_eq!(dm.msg, "dm");
+        p.batch.validate().unwrap();
     }
 
     #[test]
@@ -775,5 +790,6 @@ mod tests {
         assert_eq!(c.len(), 10);
         assert_eq!(emoji_name("flag.us"), "flag_us");
         assert_eq!(emoji_name("$x"), "x");
+        assert_eq!(emoji_name("a\u{7}b c"), "abc");
     }
 }
