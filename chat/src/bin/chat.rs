@@ -57,8 +57,9 @@ enum UserCmd {
 enum Import {
     /// Import a Slack workspace export (the zip from "Settings → Import/Export data → Export").
     ///
-    /// Creates the Slack users as deactivated accounts without a password (an admin activates them;
-    /// a Slack user whose e-mail matches an existing account is linked to it), public channels, private
+    /// Creates the Slack users as deactivated accounts without a password (`chat user set-password
+    /// <name> --activate` or an admin's setUserActiveStatus activates them; a Slack user whose e-mail
+    /// matches an existing account is linked to it instead), public channels, private
     /// groups, DMs and multi-person DMs (as private groups) with their members, and the messages with
     /// their original times and authors, threads, reactions, edit marks and links to shared files (the
     /// files themselves are not downloaded). Imported history counts as read.
