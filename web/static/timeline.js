@@ -17,6 +17,8 @@ export const MAX_NODES = 1000;
 const STEP = 100;
 /** Pixels from an edge at which the next page is fetched or rendered. */
 const EDGE = 300;
+/** A message this soon after the one above it by the same author shows without its header. */
+const GROUP_MS = 5 * 60 * 1000;
 /** A hole in `seq` this long after the message above it is filled from the store. */
 const GAP_WAIT_MS = 400;
 
@@ -81,7 +83,23 @@ export class Timeline {
     const frag = document.createDocumentFragment();
     for (const m of this.items) frag.append(this.node(m));
     this.list.append(frag);
+    this.groupAll();
     this.scrollToBottom();
+  }
+
+  /** Whether `li` continues the message above it (same author, within GROUP_MS, both plain). */
+  group(li) {
+    if (!li || !li.dataset) return;
+    const m = this.byId.get(li.dataset.mid);
+    const prev = li.previousElementSibling;
+    const p = prev && prev.dataset ? this.byId.get(prev.dataset.mid) : null;
+    const plain = (x) => x && !x.t && !x.deletedAt && x.u;
+    const continued = !!(plain(m) && plain(p) && m.u._id === p.u._id && m.ts - p.ts < GROUP_MS && m.ts >= p.ts);
+    li.classList.toggle('continued', continued);
+  }
+
+  groupAll() {
+    for (const li of this.list.children) this.group(li);
   }
 
   put(m) {
@@ -165,6 +183,8 @@ export class Timeline {
     const after = this.items[i + 1];
     const before = after ? this.nodes.get(after.id) : null;
     this.list.insertBefore(li, before && before.parentNode === this.list ? before : null);
+    this.group(li);
+    this.group(li.nextElementSibling);
     this.hi += 1;
     this.trim('top');
     if (stick) this.scrollToBottom();
@@ -187,6 +207,8 @@ export class Timeline {
     const focused = old.contains(document.activeElement);
     const li = this.node(m);
     old.replaceWith(li);
+    this.group(li);
+    this.group(li.nextElementSibling);
     if (focused) li.focus();
   }
 
@@ -215,6 +237,7 @@ export class Timeline {
     const before = l.scrollHeight;
     const top = l.scrollTop;
     l.insertBefore(frag, l.firstChild);
+    this.groupAll();
     l.scrollTop = top + (l.scrollHeight - before);
     this.lo = from;
     this.trim('bottom');
@@ -226,6 +249,7 @@ export class Timeline {
     const frag = document.createDocumentFragment();
     for (let i = this.hi; i < to; i += 1) frag.append(this.node(this.items[i]));
     this.list.append(frag);
+    this.groupAll();
     this.hi = to;
     this.trim('top');
   }
@@ -242,6 +266,7 @@ export class Timeline {
       const before = l.scrollHeight;
       const top = l.scrollTop;
       for (let i = this.lo; i < this.lo + extra; i += 1) this.drop(this.items[i]);
+      this.group(l.firstElementChild);
       this.lo += extra;
       l.scrollTop = top - (before - l.scrollHeight);
     }
@@ -263,6 +288,7 @@ export class Timeline {
       const frag = document.createDocumentFragment();
       for (let i = this.lo; i < this.hi; i += 1) frag.append(this.node(this.items[i]));
       this.list.append(frag);
+      this.groupAll();
     }
     this.scrollToBottom();
   }
