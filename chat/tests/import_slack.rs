@@ -285,6 +285,33 @@ async fn a_slack_user_with_the_email_of_an_existing_account_is_linked_and_taken_
     assert!(store.get_subscription(&general.id, &ally.id).await.unwrap().unwrap().is_owner());
 }
 
+/// The same import on MongoDB (`MONGODB_URI`, e.g. `nx-27017` in `scripts/test`; skipped without it):
+/// same counts and contents, and a re-run writes nothing.
+#[tokio::test]
+async fn the_same_export_imports_into_mongodb_once() {
+    let Ok(uri) = std::env::var("MONGODB_URI") else {
+        eprintln!("note: MONGODB_URI is not set; skipping the MongoDB import test");
+        return;
+    };
+    let db = format!("chat_import_{}", chat::ids::new_id());
+    let store = chat::store::mongo::MongoStore::connect(&uri, &db).await.unwrap();
+    let s = import(&store, &export()).await.unwrap();
+    assert_eq!((s.users.imported, s.rooms.imported, s.members.imported, s.messages.imported), (5, 5, 12, 10));
+    let general = store.room_by_name("general").await.unwrap().unwrap();
+    assert_eq!((general.counters.msg_count, general.users_count), (6, 3));
+    let timeline = store.history(&general.id, Page::Latest { limit: 50 }).await.unwrap();
+    assert_eq!(timeline.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 4, 5, 6]);
+    assert_eq!(timeline[0].tcount, 2);
+    assert_eq!(store.thread_messages(&timeline[0].id, 0, 10).await.unwrap().len(), 2);
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+    assert!(!alice.active);
+    let sub = store.get_subscription(&general.id, &alice.id).await.unwrap().unwrap();
+    assert_eq!(sub.unread(general.counters).messages, 0);
+    let again = import(&store, &export()).await.unwrap();
+    assert!(again.nothing_new(), "{again}");
+    assert_eq!(store.get_room(&general.id).await.unwrap().unwrap().counters.msg_count, 6);
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chat"))
 }
