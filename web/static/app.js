@@ -1126,6 +1126,7 @@ class App {
       return;
     }
     show($('#room'), false);
+    for (const id of PANES) if (!$(`#${id}`).hidden) this.closePane(id);
     show(root, true);
     $('#admin-button').setAttribute('aria-pressed', 'true');
     root.replaceChildren(el('p.muted', { text: 'Loading administration…' }));
