@@ -652,6 +652,22 @@ mod tests {
     }
 
     #[test]
+    fn the_web_client_is_embedded_unless_a_directory_or_no_web_is_given() {
+        assert_eq!(parse(&["--chat"], None).unwrap().unwrap().web, web::WebSource::Embedded);
+        assert_eq!(parse(&["--chat", "--no-web"], None).unwrap().unwrap().web, web::WebSource::Off);
+        let dir = std::env::temp_dir().join(format!("web-dir-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let arg = dir.display().to_string();
+        let e = parse(&["--chat", "--web-dir", &arg], None).unwrap_err();
+        assert!(e.to_string().contains("index.html"), "a folder without the page is refused: {e}");
+        std::fs::write(dir.join("index.html"), "<!doctype html>").unwrap();
+        assert_eq!(parse(&["--chat", "--web-dir", &arg], None).unwrap().unwrap().web, web::WebSource::Dir(dir.clone()));
+        let e = parse(&["--chat", "--web-dir", &arg, "--no-web"], None).unwrap_err();
+        assert!(e.to_string().contains("--no-web"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_first_admin_needs_a_password_from_the_environment() {
         let e = parse(&["--chat", "--bootstrap-admin", "root"], None).unwrap_err();
         assert!(e.to_string().contains(ADMIN_PASSWORD_ENV), "{e}");
