@@ -42,6 +42,7 @@ export class Sidebar {
       (frags[r.t] || frags.c).append(li);
     }
     for (const [t, list] of Object.entries(this.lists)) list.replaceChildren(frags[t]);
+    this.updateTitle();
   }
 
   row(r) {
@@ -70,6 +71,7 @@ export class Sidebar {
 
   /** Redraws one room's row (or inserts it in name order, or removes it). */
   update(rid) {
+    this.updateTitle();
     const r = this.rooms.get(rid);
     const old = this.rows.get(rid);
     if (!r || r.open === false) {
@@ -87,6 +89,14 @@ export class Sidebar {
     const list = this.lists[r.t] || this.lists.c;
     const next = [...list.children].find((x) => byName(r, this.rooms.get(x.dataset.rid) || { display: '' }) < 0);
     list.insertBefore(li, next || null);
+  }
+
+  /** The page title carries the number of unread messages (other tabs and the taskbar show it). */
+  updateTitle() {
+    let total = 0;
+    for (const r of this.rooms.values()) if (r.open !== false && r.rid !== this.openRid) total += r.unread || 0;
+    const title = total ? `(${total > 999 ? '999+' : total}) Chat` : 'Chat';
+    if (document.title !== title) document.title = title;
   }
 
   setOpen(rid) {

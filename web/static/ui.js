@@ -77,7 +77,25 @@ export const EMOJI = [
   [':thinking:', '🤔'],
   [':fire:', '🔥'],
 ];
-const EMOJI_MAP = new Map(EMOJI);
+/** Names other clients (Slack imports, Rocket.Chat) use for the same and a few more; shown, not offered. */
+const EMOJI_ALIASES = [
+  [':+1:', '👍'],
+  [':-1:', '👎'],
+  [':thumbsdown:', '👎'],
+  [':smiley:', '😃'],
+  [':slightly_smiling_face:', '🙂'],
+  [':wink:', '😉'],
+  [':laughing:', '😆'],
+  [':ok_hand:', '👌'],
+  [':clap:', '👏'],
+  [':wave:', '👋'],
+  [':100:', '💯'],
+  [':heavy_check_mark:', '✔️'],
+  [':sparkles:', '✨'],
+  [':star:', '⭐'],
+  [':cry:', '😢'],
+];
+const EMOJI_MAP = new Map([...EMOJI, ...EMOJI_ALIASES]);
 export const emojiChar = (name) => EMOJI_MAP.get(name) || name;
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
