@@ -311,6 +311,8 @@ describe('the chat client in Chromium, two users on two frontends', { timeout: 2
     if (await root2.page.locator('#admin-button').isVisible()) {
       await root2.page.click('#admin-button');
       await waitVisible(root2.page, '#admin', 'admin: #admin');
+      // Loaded (admin.js comes on the first click); its own tests are admin.test.mjs.
+      await waitVisible(root2.page, '#admin [role=tablist]', 'admin: the administration tabs');
       await root2.screenshot('10-admin');
     } else {
       process.stdout.write('no #admin-button in the client: no admin screenshot\n');
