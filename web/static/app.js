@@ -173,7 +173,12 @@ class App {
         if (wanted && this.rooms.has(wanted)) this.openRoom(wanted);
       }
     } catch (err) {
-      if (!isAuthError(err)) console.warn('subscriptions.get failed', err);
+      if (isAuthError(err)) return;
+      console.warn('subscriptions.get failed; trying again', err);
+      clearTimeout(this.refreshRetry);
+      this.refreshRetry = setTimeout(() => {
+        if (this.me && this.conn.socket.state === 'open') this.refreshSubscriptions();
+      }, 3000);
     }
   }
 

@@ -14,6 +14,8 @@ export const libraryMissing = socketClusterClient.missing || null;
 const SESSION_KEY = 'chat.session';
 // socketcluster-client keeps the socket's signed token here; it is dropped on logout.
 const SC_TOKEN_KEY = 'chat.socketToken';
+/** A resume refused for a reason other than the session is tried again this often (1, 2, 4 … s). */
+const RESUME_RETRIES = 5;
 /** How long one RPC may take before it is reported as failed. */
 const CALL_TIMEOUT_MS = 15000;
 
@@ -76,7 +78,7 @@ export class Connection {
     else localStorage.removeItem(SESSION_KEY);
   }
 
-  async connected() {
+  async connected(attempt = 0) {
     const session = this.session;
     if (!session) {
       this.onState('connected');
@@ -91,6 +93,13 @@ export class Connection {
         this.session = null;
         this.onState('connected');
         this.onLoggedOut('Your session ended; sign in again.');
+      } else if (this.socket.state === 'open' && attempt < RESUME_RETRIES) {
+        // Refused for another reason (a rate limit, a store error): the channels wait for the login, so
+        // try again shortly rather than sit connected and logged out.
+        this.onState('connecting');
+        setTimeout(() => {
+          if (this.socket.state === 'open' && this.session) this.connected(attempt + 1);
+        }, 1000 * 2 ** attempt);
       } else {
         // The socket dropped mid-login: the next connect tries again.
         this.onState(this.socket.state === 'open' ? 'connected' : 'connecting');
