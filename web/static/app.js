@@ -94,6 +94,7 @@ class App {
       $('#me').textContent = me.username;
       $('#me-presence').dataset.presenceUser = me.username;
       show($('#admin-button'), me.roles.includes('admin'));
+      this.offerNotifications();
       show($('#login'), false);
       show($('#app'), true);
       this.conn.subscribe(`user/${me.id}`, (ev) => this.userEvent(ev), () => this.refreshSubscriptions());
@@ -261,6 +262,8 @@ class App {
         this.started = false;
         this.loggedOut('You were signed out.');
       }
+    } else if (ev.type === 'notification') {
+      this.notify(ev);
     } else if (ev.type === 'user.updated' && ev.roles) {
       this.me.roles = ev.roles;
       show($('#admin-button'), ev.roles.includes('admin'));
@@ -740,6 +743,36 @@ class App {
   closeThread() {
     this.thread = null;
     show($('#thread'), false);
+  }
+
+  // ---- desktop notifications ---------------------------------------------------------------------
+
+  /**
+   * The server sends `notification` only when this user's preferences for the room want one (DMs,
+   * mentions, threads, or every message at level `all`); shown as a desktop notification when allowed
+   * and the user is not already looking at that room.
+   */
+  notify(ev) {
+    if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    if (ev.rid === this.openRid && this.visible()) return;
+    const r = this.rooms.get(ev.rid);
+    const where = r ? (r.t === 'd' ? '' : ` in ${r.t === 'c' ? '#' : ''}${r.display}`) : '';
+    const who = ev.sender && ev.sender.username ? ev.sender.username : 'Someone';
+    try {
+      const n = new Notification(`${who}${where}`, { body: ev.text || '', tag: ev.messageId || ev.rid });
+      n.onclick = () => {
+        window.focus();
+        this.openRoom(ev.rid);
+        n.close();
+      };
+    } catch (err) {
+      console.warn('notification', err);
+    }
+  }
+
+  offerNotifications() {
+    const b = $('#enable-notifications');
+    show(b, 'Notification' in window && Notification.permission === 'default');
   }
 
   // ---- typing ---------------------------------------------------------------------------------------
@@ -1322,6 +1355,13 @@ class App {
       if (u) this.openDirect(u);
     });
     $('#admin-button').addEventListener('click', () => this.openAdmin());
+    $('#enable-notifications').addEventListener('click', async () => {
+      try {
+        await Notification.requestPermission();
+      } finally {
+        this.offerNotifications();
+      }
+    });
 
     for (const b of $$('[data-close]')) {
       b.addEventListener('click', () => this.closePane(b.dataset.close));
