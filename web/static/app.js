@@ -1,20 +1,28 @@
-// The chat client: wires the connection, the sidebar, the open room with its composer, the thread,
-// search and room-settings panes, presence and typing, and the administration entry point.
+// The chat client's coordinator: owns the state (who is signed in, the rooms, the open room and its
+// timeline) and routes the connection's events to the modules that draw them. Each module binds its
+// own controls and reaches the others through the `App` it is given:
+//   composer.js (sending, typing, mentions, uploads), messages.js (reactions, edit, delete, keyboard
+//   in a list), thread.js, search.js, roomsettings.js (settings, members), newroom.js (new rooms,
+//   DMs), presence.js (presence, away, the typing line), notify.js, adminentry.js; sidebar.js,
+//   timeline.js and conn.js underneath.
 // Plain ES modules, no framework: state lives in a few Maps; the DOM is updated per event.
 
+import { AdminEntry } from './adminentry.js';
+import { Composer } from './composer.js';
 import { Connection, errorText, isAuthError, libraryMissing } from './conn.js';
+import { MessageActions } from './messages.js';
+import { NewRoomForm } from './newroom.js';
+import { DesktopNotifications } from './notify.js';
+import { Presence, TypingLine } from './presence.js';
+import { RoomSettings } from './roomsettings.js';
+import { SearchPane } from './search.js';
 import { Sidebar } from './sidebar.js';
+import { ThreadPane } from './thread.js';
 import { PAGE_OPEN, Timeline } from './timeline.js';
-import { $, $$, EMOJI, debounce, el, lockIcon, renderMessage, show, showError } from './ui.js';
+import { $, $$, debounce, el, lockIcon, pick, show, showError } from './ui.js';
 
-const TYPING_SEND_EVERY_MS = 3000;
-const TYPING_IDLE_MS = 4000;
-const TYPING_SHOW_MS = 6000;
-const AWAY_AFTER_MS = 5 * 60 * 1000;
 /** Rooms whose `room/<rid>` channel is kept for live badges; beyond this, badges refresh on reconnect. */
 const MAX_ROOM_CHANNELS = 500;
-/** DM peers and members watched for presence at once. */
-const MAX_PRESENCE = 300;
 /** `syncMessages` page (the server's maximum); more changes than this answer `reset`. */
 const SYNC_LIMIT = 500;
 /**
@@ -32,17 +40,20 @@ class App {
     this.rooms = new Map(); // rid -> entry {rid, t, name, display, unread, userMentions, groupMentions, roles, ...}
     this.openRid = null;
     this.timeline = null;
-    this.thread = null; // {tmid, root, replies: Map}
-    this.members = new Map(); // rid -> [subscription] cache for mentions
-    this.presence = new Map(); // uid -> status
+    this.members = new Map(); // rid -> [subscription] cache for mentions and the member list
     this.usernames = new Map(); // uid -> username
-    this.watched = new Set(); // uids with a presence channel
-    this.typing = new Map(); // username -> timeout (open room)
-    this.typingSentAt = 0;
-    this.typingStop = null;
-    this.admin = null;
     this.started = false;
     this.sidebar = new Sidebar({ onOpen: (rid) => this.openRoom(rid) });
+    this.presence = new Presence(this);
+    this.typing = new TypingLine();
+    this.composer = new Composer(this);
+    this.messages = new MessageActions(this);
+    this.thread = new ThreadPane(this);
+    this.search = new SearchPane(this);
+    this.settings = new RoomSettings(this);
+    this.newRoom = new NewRoomForm(this);
+    this.notifications = new DesktopNotifications(this);
+    this.admin = new AdminEntry(this);
     this.conn = new Connection({
       onState: (s) => this.connState(s),
       onLogin: (me) => this.loggedIn(me),
@@ -94,11 +105,11 @@ class App {
       $('#me').textContent = me.username;
       $('#me-presence').dataset.presenceUser = me.username;
       show($('#admin-button'), me.roles.includes('admin'));
-      this.offerNotifications();
+      this.notifications.offer();
       show($('#login'), false);
       show($('#app'), true);
       this.conn.subscribe(`user/${me.id}`, (ev) => this.userEvent(ev), () => this.refreshSubscriptions());
-      this.watchPresence([me.id]);
+      this.presence.watch([me.id]);
     } else {
       this.conn.ensureSubscribed();
     }
@@ -110,7 +121,7 @@ class App {
     this.sidebar.rooms = this.rooms;
     this.sidebar.renderAll();
     this.members.clear();
-    this.watched.clear();
+    this.presence.forgetWatched();
     this.closeRoom();
   }
 
@@ -205,7 +216,7 @@ class App {
           r.peers = others.map((m) => m.uid);
           r.peer = others.map((m) => m.username).join(', ') || this.me.username;
           r.display = r.peer;
-          r.peerStatus = others.length ? this.presence.get(others[0].uid) : this.presence.get(this.me.id);
+          r.peerStatus = others.length ? this.presence.status(others[0].uid) : this.presence.status(this.me.id);
           this.sidebar.update(r.rid);
           if (r.rid === this.openRid) this.renderRoomHead(r);
         } catch (err) {
@@ -215,7 +226,7 @@ class App {
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
     const peers = [...this.rooms.values()].filter((r) => r.t === 'd' && r.peers).map((r) => r.peers[0]).filter(Boolean);
-    this.watchPresence(peers);
+    this.presence.watch(peers);
   }
 
   forgetRoom(rid) {
@@ -263,7 +274,7 @@ class App {
         this.loggedOut('You were signed out.');
       }
     } else if (ev.type === 'notification') {
-      this.notify(ev);
+      this.notifications.show(ev);
     } else if (ev.type === 'user.updated' && ev.roles) {
       this.me.roles = ev.roles;
       show($('#admin-button'), ev.roles.includes('admin'));
@@ -296,8 +307,8 @@ class App {
           if (added && !this.timeline.showingLatest) show($('#jump-latest'), true);
           if (added) this.announce(m);
         }
-        if (this.thread && m.tmid === this.thread.tmid) this.threadAdd(m);
-        if (m.tmid && open) this.bumpThreadCount(m);
+        if (m.tmid && m.tmid === this.thread.tmid) this.thread.add(m);
+        if (m.tmid && open) this.thread.bumpCount(m);
         if (r && m.seq > (r.lastSeq || 0)) r.lastSeq = m.seq;
         if (r && m.u && m.u._id !== this.me.id) {
           if (open && this.visible()) this.markRead();
@@ -307,22 +318,22 @@ class App {
             else if (m.groupMention) r.groupMentions += 1;
             this.sidebar.update(rid);
           }
-          this.stopTyping(m.u.username);
+          this.typing.stop(m.u.username);
         }
         break;
       }
       case 'message.updated':
         if (open) this.timeline.patch(ev.id, pick(ev, ['msg', 'editedAt', 'editedBy', 'mentions', 'updatedAt', 'reactions', 'pinned', 'tcount', 'tlm', 'replies']));
-        if (this.thread) this.threadPatch(ev.id, ev);
+        this.thread.patch(ev.id, ev);
         break;
       case 'message.deleted':
         if (open) this.timeline.patch(ev.id, { deletedAt: ev.deletedAt || Date.now(), t: 'rm', msg: '', attachments: [], reactions: {} });
-        if (this.thread) this.threadPatch(ev.id, { deletedAt: ev.deletedAt || Date.now(), t: 'rm', msg: '' });
+        this.thread.patch(ev.id, { deletedAt: ev.deletedAt || Date.now(), t: 'rm', msg: '' });
         break;
       case 'typing':
         if (open && ev.username && ev.username !== this.me.username) {
-          if (ev.typing) this.startTyping(ev.username);
-          else this.stopTyping(ev.username);
+          if (ev.typing) this.typing.start(ev.username);
+          else this.typing.stop(ev.username);
         }
         break;
       case 'room.updated':
@@ -429,7 +440,7 @@ class App {
 
   async openRoom(rid) {
     if (!this.rooms.has(rid)) return;
-    if (this.admin) this.closeAdmin();
+    if (this.admin.isOpen) this.admin.close();
     if (rid === this.openRid) {
       $('#composer').focus();
       return;
@@ -482,8 +493,8 @@ class App {
     if (this.timeline) this.timeline.destroy();
     this.timeline = null;
     this.openRid = null;
-    this.closeThread();
-    this.clearTyping();
+    this.thread.close();
+    this.typing.clear();
     this.sidebar.setOpen(null);
     $('#room-title').textContent = 'No room open';
     $('#room-topic').textContent = '';
@@ -502,7 +513,7 @@ class App {
     const blocked = r.archived || (r.readOnly && !this.canModerate(r));
     $('#composer').disabled = blocked;
     $('#composer').placeholder = r.archived ? 'This room is archived' : blocked ? 'This room is read-only' : `Message ${r.t === 'c' ? '#' : r.t === 'd' ? '@' : ''}${r.display}`;
-    if (!$('#room-settings-pane').hidden) this.fillSettings(r);
+    if (this.settings.shown) this.settings.fill(r);
   }
 
   canModerate(r) {
@@ -538,327 +549,7 @@ class App {
     }
   }
 
-  announce(m) {
-    if (!m.u || m.u._id === this.me.id) return;
-    $('#announce').textContent = `${m.u.username}: ${(m.msg || '').slice(0, 140)}`;
-  }
-
-  // ---- sending, editing, reactions --------------------------------------------------------------
-
-  async send(text, tmid) {
-    const rid = this.openRid;
-    if (!rid || !text.trim()) return;
-    const clientMsgId = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
-    const data = { rid, msg: text, clientMsgId };
-    if (tmid) data.tmid = tmid;
-    this.sendTyping(false);
-    // A send that fails because the socket dropped is retried with the same clientMsgId: the server
-    // stores it once however many times it arrives.
-    for (let attempt = 0; attempt < 4; attempt += 1) {
-      try {
-        const { message } = await this.call('sendMessage', data);
-        if (this.timeline && this.timeline.rid === rid && (!message.tmid || message.tshow)) {
-          // Sending takes the reader to the newest messages, where their own now is.
-          this.timeline.upsert(message);
-          this.timeline.jumpToLatest();
-          show($('#jump-latest'), false);
-        }
-        if (tmid && this.thread && this.thread.tmid === tmid) this.threadAdd(message);
-        showError($('#composer-error'), '');
-        return true;
-      } catch (err) {
-        const retry = !err.error && (err.name === 'TimeoutError' || err.name === 'BadConnectionError');
-        if (!retry || attempt === 3) {
-          showError($('#composer-error'), errorText(err));
-          return false;
-        }
-        await sleep(1000 * (attempt + 1));
-      }
-    }
-    return false;
-  }
-
-  startEdit(mid) {
-    const li = $(`#messages li.message[data-mid="${CSS.escape(mid)}"]`);
-    const m = this.timeline && this.timeline.byId.get(mid);
-    if (!li || !m || li.querySelector('.edit-box')) return;
-    const box = el('textarea.edit-box', { 'aria-label': 'Edit message', rows: 2 });
-    box.value = m.msg;
-    const text = li.querySelector('.msg-text');
-    text.replaceWith(box);
-    box.focus();
-    box.setSelectionRange(box.value.length, box.value.length);
-    const finish = async (save) => {
-      if (save && box.value.trim() && box.value !== m.msg) {
-        try {
-          const { message } = await this.call('updateMessage', { msgId: mid, msg: box.value });
-          this.timeline.patch(mid, message);
-        } catch (err) {
-          showError($('#composer-error'), errorText(err));
-          this.timeline.redraw(m);
-        }
-      } else {
-        this.timeline.redraw(m);
-      }
-      $('#composer').focus();
-    };
-    box.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && !e.shiftKey) {
-        e.preventDefault();
-        finish(true);
-      } else if (e.key === 'Escape') {
-        e.preventDefault();
-        e.stopPropagation();
-        finish(false);
-      }
-    });
-  }
-
-  async deleteMessage(mid) {
-    try {
-      const res = await this.call('deleteMessage', { msgId: mid });
-      const fields = { deletedAt: res.deletedAt || Date.now(), t: 'rm', msg: '', attachments: [], reactions: {} };
-      if (this.timeline) this.timeline.patch(mid, fields);
-      if (this.thread) this.threadPatch(mid, fields);
-    } catch (err) {
-      showError($('#composer-error'), errorText(err));
-    }
-  }
-
-  async react(mid, emoji) {
-    try {
-      const { message } = await this.call('setReaction', { messageId: mid, reaction: emoji });
-      if (this.timeline) this.timeline.patch(mid, { reactions: message.reactions });
-      if (this.thread) this.threadPatch(mid, { reactions: message.reactions });
-    } catch (err) {
-      showError($('#composer-error'), errorText(err));
-    }
-  }
-
-  showPicker(button, mid) {
-    this.closePicker();
-    const picker = el('div.emoji-picker', { role: 'dialog', 'aria-label': 'Pick a reaction' });
-    for (const [name, ch] of EMOJI) {
-      picker.append(el('button.emoji-pick', { type: 'button', dataset: { emoji: name }, title: name, 'aria-label': name, text: ch }));
-    }
-    picker.addEventListener('click', (e) => {
-      const b = e.target.closest('.emoji-pick');
-      if (!b) return;
-      this.closePicker();
-      this.react(mid, b.dataset.emoji);
-    });
-    picker.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape') {
-        e.stopPropagation();
-        this.closePicker();
-        button.focus();
-      }
-    });
-    button.closest('li.message').append(picker);
-    this.picker = picker;
-    picker.querySelector('button').focus();
-  }
-
-  closePicker() {
-    if (this.picker) this.picker.remove();
-    this.picker = null;
-  }
-
-  /** Clicks inside a message list: reactions, action buttons, thread links. */
-  messageClick(e, inThread) {
-    const li = e.target.closest('li.message');
-    if (!li) return;
-    const mid = li.dataset.mid;
-    const b = e.target.closest('button');
-    if (!b) return;
-    if (b.classList.contains('reaction')) this.react(mid, b.dataset.emoji);
-    else if (b.classList.contains('act-react')) this.showPicker(b, mid);
-    else if (b.classList.contains('act-thread') || b.classList.contains('thread-link')) this.openThread(inThread && this.thread ? this.thread.tmid : mid);
-    else if (b.classList.contains('act-edit')) (inThread ? this.threadEdit(mid) : this.startEdit(mid));
-    else if (b.classList.contains('act-delete')) this.deleteMessage(mid);
-  }
-
-  // ---- threads ------------------------------------------------------------------------------------
-
-  async openThread(tmid) {
-    const root = (this.timeline && this.timeline.byId.get(tmid)) || null;
-    this.thread = { tmid, root, replies: new Map() };
-    const list = $('#thread-messages');
-    list.replaceChildren();
-    this.openPane('thread');
-    if (root) list.append(renderMessage(root, { me: this.me, actions: false, threadLink: false }));
-    try {
-      const { messages } = await this.call('getThreadMessages', { tmid, limit: 100 });
-      if (!this.thread || this.thread.tmid !== tmid) return;
-      for (const m of messages || []) this.threadAdd(m);
-    } catch (err) {
-      list.append(el('li.muted', { text: errorText(err) }));
-    }
-    $('#thread-composer').focus();
-  }
-
-  threadAdd(m) {
-    const t = this.thread;
-    if (!t || t.replies.has(m.id)) return;
-    t.replies.set(m.id, m);
-    const li = renderMessage(m, { me: this.me, actions: true, thread: false, canDeleteAny: this.canModerate(this.rooms.get(this.openRid)) });
-    const list = $('#thread-messages');
-    const after = [...list.children].find((x) => Number(x.dataset.seq) > m.seq && x !== list.firstChild);
-    list.insertBefore(li, after || null);
-    list.scrollTop = list.scrollHeight;
-  }
-
-  threadPatch(id, fields) {
-    const t = this.thread;
-    if (!t) return;
-    const m = t.replies.get(id) || (t.root && t.root.id === id ? t.root : null);
-    if (!m) return;
-    Object.assign(m, pick(fields, ['msg', 'editedAt', 'reactions', 'deletedAt', 't', 'attachments', 'tcount']));
-    const old = $(`#thread-messages li.message[data-mid="${CSS.escape(id)}"]`);
-    if (old) old.replaceWith(renderMessage(m, { me: this.me, actions: m !== t.root, thread: false, threadLink: false }));
-  }
-
-  threadEdit(mid) {
-    const m = this.thread && this.thread.replies.get(mid);
-    if (!m) return;
-    const text = prompt('Edit reply', m.msg);
-    if (text && text !== m.msg) {
-      this.call('updateMessage', { msgId: mid, msg: text })
-        .then(({ message }) => this.threadPatch(mid, message))
-        .catch((err) => showError($('#composer-error'), errorText(err)));
-    }
-  }
-
-  bumpThreadCount(reply) {
-    const root = this.timeline && this.timeline.byId.get(reply.tmid);
-    if (!root) return;
-    const key = `_seen_${reply.id}`;
-    if (root[key]) return;
-    root[key] = true;
-    root.tcount = (root.tcount || 0) + 1;
-    root.tlm = reply.ts;
-    this.timeline.redraw(root);
-  }
-
-  closeThread() {
-    this.thread = null;
-    show($('#thread'), false);
-  }
-
-  // ---- desktop notifications ---------------------------------------------------------------------
-
-  /**
-   * The server sends `notification` only when this user's preferences for the room want one (DMs,
-   * mentions, threads, or every message at level `all`); shown as a desktop notification when allowed
-   * and the user is not already looking at that room.
-   */
-  notify(ev) {
-    if (!('Notification' in window) || Notification.permission !== 'granted') return;
-    if (ev.rid === this.openRid && this.visible()) return;
-    const r = this.rooms.get(ev.rid);
-    const where = r ? (r.t === 'd' ? '' : ` in ${r.t === 'c' ? '#' : ''}${r.display}`) : '';
-    const who = ev.sender && ev.sender.username ? ev.sender.username : 'Someone';
-    try {
-      const n = new Notification(`${who}${where}`, { body: ev.text || '', tag: ev.messageId || ev.rid });
-      n.onclick = () => {
-        window.focus();
-        this.openRoom(ev.rid);
-        n.close();
-      };
-    } catch (err) {
-      console.warn('notification', err);
-    }
-  }
-
-  offerNotifications() {
-    const b = $('#enable-notifications');
-    show(b, 'Notification' in window && Notification.permission === 'default');
-  }
-
-  // ---- typing ---------------------------------------------------------------------------------------
-
-  sendTyping(on) {
-    const rid = this.openRid;
-    if (!rid) return;
-    clearTimeout(this.typingStop);
-    if (on) {
-      const now = Date.now();
-      if (now - this.typingSentAt > TYPING_SEND_EVERY_MS) {
-        this.typingSentAt = now;
-        this.call('typing', { rid, typing: true }).catch(() => {});
-      }
-      this.typingStop = setTimeout(() => this.sendTyping(false), TYPING_IDLE_MS);
-    } else if (this.typingSentAt) {
-      this.typingSentAt = 0;
-      this.call('typing', { rid, typing: false }).catch(() => {});
-    }
-  }
-
-  startTyping(username) {
-    clearTimeout(this.typing.get(username));
-    this.typing.set(username, setTimeout(() => this.stopTyping(username), TYPING_SHOW_MS));
-    this.renderTyping();
-  }
-
-  stopTyping(username) {
-    if (!this.typing.has(username)) return;
-    clearTimeout(this.typing.get(username));
-    this.typing.delete(username);
-    this.renderTyping();
-  }
-
-  clearTyping() {
-    for (const t of this.typing.values()) clearTimeout(t);
-    this.typing.clear();
-    this.renderTyping();
-  }
-
-  renderTyping() {
-    const names = [...this.typing.keys()];
-    let text = '';
-    if (names.length === 1) text = `${names[0]} is typing…`;
-    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
-    else if (names.length > 2) text = `${names.length} people are typing…`;
-    $('#typing').textContent = text;
-  }
-
-  // ---- presence ---------------------------------------------------------------------------------
-
-  async watchPresence(uids) {
-    const fresh = uids.filter((u) => u && !this.watched.has(u)).slice(0, Math.max(0, MAX_PRESENCE - this.watched.size));
-    if (!fresh.length) return;
-    for (const uid of fresh) {
-      this.watched.add(uid);
-      this.conn.subscribe(`presence/${uid}`, (ev) => {
-        if (ev && ev.uid && ev.status) this.setPresence(ev.uid, ev.status);
-      });
-    }
-    try {
-      for (let i = 0; i < fresh.length; i += 100) {
-        const { users } = await this.call('getUserPresence', { uids: fresh.slice(i, i + 100) });
-        for (const u of users || []) this.setPresence(u.uid, u.status);
-      }
-    } catch (err) {
-      console.warn('getUserPresence', err);
-    }
-  }
-
-  setPresence(uid, status) {
-    this.presence.set(uid, status);
-    const username = this.usernames.get(uid);
-    if (!username) return;
-    for (const node of $$(`[data-presence-user="${CSS.escape(username)}"]`)) node.dataset.status = status;
-    for (const r of this.rooms.values()) {
-      if (r.t === 'd' && r.peers && r.peers[0] === uid) r.peerStatus = status;
-    }
-    if (uid === this.me.id) {
-      const sel = $('#my-status');
-      if (status === 'busy' || status === 'away') sel.value = status;
-    }
-  }
-
-  // ---- mentions autocomplete ----------------------------------------------------------------------
-
+  /** The room's members, read once per room (the settings pane reads them afresh). */
   async roomMembers(rid) {
     if (!this.members.has(rid)) {
       const { members } = await this.call('getRoomMembers', { rid, limit: 200 });
@@ -868,350 +559,40 @@ class App {
     return this.members.get(rid);
   }
 
-  async mentionInput() {
-    const box = $('#composer');
-    const before = box.value.slice(0, box.selectionStart);
-    const m = /(^|\s)@([A-Za-z0-9_.-]*)$/.exec(before);
-    const list = $('#mention-list');
-    if (!m || !this.openRid) {
-      show(list, false);
-      return;
-    }
-    const prefix = m[2].toLowerCase();
-    let members = [];
-    try {
-      members = await this.roomMembers(this.openRid);
-    } catch {
-      return;
-    }
-    const names = members.map((x) => x.username).filter((u) => u !== this.me.username);
-    if (!this.rooms.get(this.openRid) || this.rooms.get(this.openRid).t !== 'd') names.push('all', 'here');
-    const hits = names.filter((u) => u.toLowerCase().startsWith(prefix)).slice(0, 8);
-    if (!hits.length) {
-      show(list, false);
-      return;
-    }
-    list.replaceChildren(
-      ...hits.map((u, i) => el('li', { role: 'option', dataset: { username: u }, id: `mention-${i}`, 'aria-selected': i === 0 ? 'true' : 'false', text: `@${u}` }))
-    );
-    show(list, true);
+  announce(m) {
+    if (!m.u || m.u._id === this.me.id) return;
+    $('#announce').textContent = `${m.u.username}: ${(m.msg || '').slice(0, 140)}`;
   }
 
-  mentionKey(e) {
-    const list = $('#mention-list');
-    if (list.hidden) return false;
-    const items = $$('li', list);
-    let i = items.findIndex((x) => x.getAttribute('aria-selected') === 'true');
-    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
-      i = (i + (e.key === 'ArrowDown' ? 1 : items.length - 1)) % items.length;
-      items.forEach((x, k) => x.setAttribute('aria-selected', k === i ? 'true' : 'false'));
-      e.preventDefault();
-      return true;
+  // ---- side panes ---------------------------------------------------------------------------------
+
+  /** Shows one side pane (they share the column on the right) and closes the others. */
+  openPane(id) {
+    for (const other of PANES) {
+      if (other === id || $(`#${other}`).hidden) continue;
+      if (other === 'thread') this.thread.close();
+      else show($(`#${other}`), false);
     }
-    if (e.key === 'Enter' || e.key === 'Tab') {
-      e.preventDefault();
-      this.pickMention(items[Math.max(0, i)].dataset.username);
-      return true;
-    }
-    if (e.key === 'Escape') {
-      e.preventDefault();
-      show(list, false);
-      return true;
-    }
-    return false;
+    $('#room-settings').setAttribute('aria-expanded', String(id === 'room-settings-pane'));
+    show($(`#${id}`), true);
   }
 
-  pickMention(username) {
-    const box = $('#composer');
-    const pos = box.selectionStart;
-    const before = box.value.slice(0, pos).replace(/@([A-Za-z0-9_.-]*)$/, `@${username} `);
-    box.value = before + box.value.slice(pos);
-    box.setSelectionRange(before.length, before.length);
-    show($('#mention-list'), false);
-    box.focus();
-  }
-
-  // ---- uploads --------------------------------------------------------------------------------------
-
-  async upload(file) {
-    const rid = this.openRid;
-    const session = this.conn.session;
-    if (!rid || !file || !session) return;
-    const form = new FormData();
-    form.append('file', file, file.name);
-    const status = $('#composer-error');
-    showError(status, `Uploading ${file.name}…`);
-    try {
-      const res = await fetch(`/api/v1/rooms.upload/${encodeURIComponent(rid)}`, {
-        method: 'POST',
-        headers: { 'X-Auth-Token': session.token, 'X-User-Id': session.uid },
-        body: form,
-      });
-      const body = await res.json().catch(() => ({}));
-      if (!res.ok || body.success === false) throw new Error(body.error || `upload failed (${res.status})`);
-      if (body.message && this.timeline && this.timeline.rid === rid) this.timeline.upsert(body.message);
-      showError(status, '');
-    } catch (err) {
-      showError(status, errorText(err));
+  closePane(id) {
+    if (id === 'thread') this.thread.close();
+    else if (id === 'new-room-form') this.newRoom.toggle(false);
+    else {
+      show($(`#${id}`), false);
+      if (id === 'room-settings-pane') $('#room-settings').setAttribute('aria-expanded', 'false');
     }
+    if (this.openRid) $('#composer').focus();
   }
 
-  // ---- search -----------------------------------------------------------------------------------------
-
-  async search(text) {
-    const results = $('#search-results');
-    this.openPane('search-pane');
-    $('#search-status').textContent = 'Searching…';
-    results.replaceChildren();
-    try {
-      const { messages } = await this.call('messageSearch', { text, limit: 50 });
-      $('#search-status').textContent = messages.length ? `${messages.length} result${messages.length === 1 ? '' : 's'}` : 'No results';
-      const frag = document.createDocumentFragment();
-      for (const m of messages) {
-        const li = renderMessage(m, { me: this.me, actions: false, threadLink: false });
-        const r = this.rooms.get(m.rid);
-        li.prepend(el('div.search-room', { text: r ? (r.t === 'd' ? `@${r.display}` : `#${r.display}`) : '' }));
-        li.dataset.rid = m.rid;
-        li.tabIndex = 0;
-        frag.append(li);
-      }
-      results.append(frag);
-    } catch (err) {
-      $('#search-status').textContent = errorText(err);
-    }
-  }
-
-  async openSearchResult(li) {
-    const { rid, mid } = li.dataset;
-    await this.openRoom(rid);
-    const target = $(`#messages li.message[data-mid="${CSS.escape(mid)}"]`);
-    if (target) {
-      target.scrollIntoView({ block: 'center' });
-      target.classList.add('highlight');
-      setTimeout(() => target.classList.remove('highlight'), 2000);
-    }
-  }
-
-  // ---- room settings, members, new rooms --------------------------------------------------------
-
-  toggleSettings() {
-    const pane = $('#room-settings-pane');
-    const on = pane.hidden;
-    if (on) this.openPane('room-settings-pane');
-    else this.closePane('room-settings-pane');
-    if (on && this.openRid) {
-      this.fillSettings(this.rooms.get(this.openRid));
-      this.loadMembers();
-      $('#settings-name').focus();
-    }
-  }
-
-  fillSettings(r) {
-    const can = this.canAdministerRoom(r) && r.t !== 'd';
-    $('#settings-name').value = r.name || '';
-    $('#settings-topic').value = r.topic || '';
-    $('#settings-description').value = r.description || '';
-    $('#settings-readonly').checked = !!r.readOnly;
-    for (const id of ['#settings-name', '#settings-topic', '#settings-description', '#settings-readonly', '#settings-save']) $(id).disabled = !can;
-    $('#notify-pref').value = r.notify || 'default';
-    show($('#invite-form'), r.t !== 'd');
-    show($('#leave-room'), r.t !== 'd');
-    showError($('#settings-error'), '');
-    showError($('#members-error'), '');
-  }
-
-  async saveSettings() {
-    const r = this.rooms.get(this.openRid);
-    if (!r) return;
-    const data = { rid: r.rid };
-    const name = $('#settings-name').value.trim();
-    if (name && name !== r.name) data.roomName = name;
-    if ($('#settings-topic').value !== (r.topic || '')) data.roomTopic = $('#settings-topic').value;
-    if ($('#settings-description').value !== (r.description || '')) data.roomDescription = $('#settings-description').value;
-    if ($('#settings-readonly').checked !== !!r.readOnly) data.readOnly = $('#settings-readonly').checked;
-    if (Object.keys(data).length === 1) return;
-    try {
-      const { room } = await this.call('saveRoomSettings', data);
-      this.applyRoom(r, room);
-      this.sidebar.update(r.rid);
-      this.renderRoomHead(r);
-      showError($('#settings-error'), '');
-    } catch (err) {
-      showError($('#settings-error'), errorText(err));
-    }
-  }
-
-  async loadMembers() {
-    const rid = this.openRid;
-    const r = this.rooms.get(rid);
-    const list = $('#members');
-    this.members.delete(rid);
-    try {
-      const members = await this.roomMembers(rid);
-      if (rid !== this.openRid) return;
-      const admin = this.canAdministerRoom(r) && r.t !== 'd';
-      const moderate = this.canModerate(r) && r.t !== 'd';
-      const frag = document.createDocumentFragment();
-      for (const m of members) {
-        const roles = m.roles || [];
-        const li = el(
-          'li',
-          { dataset: { username: m.username, uid: m.uid } },
-          el('span.presence-dot', { dataset: { presenceUser: m.username, status: this.presence.get(m.uid) || 'offline' }, 'aria-hidden': 'true' }),
-          el('span.member-name', { text: m.username }),
-          ...roles.map((x) => el('span.role', { text: x }))
-        );
-        if (m.uid !== this.me.id) {
-          const tools = el('span.member-tools');
-          if (admin) {
-            const owner = roles.includes('owner');
-            const mod = roles.includes('moderator');
-            tools.append(el('button.set-owner', { type: 'button', dataset: { action: owner ? 'removeRoomOwner' : 'addRoomOwner' }, text: owner ? 'Remove owner' : 'Make owner' }));
-            tools.append(el('button.set-moderator', { type: 'button', dataset: { action: mod ? 'removeRoomModerator' : 'addRoomModerator' }, text: mod ? 'Remove moderator' : 'Make moderator' }));
-          }
-          if (moderate) tools.append(el('button.kick', { type: 'button', dataset: { action: 'kick' }, text: 'Remove' }));
-          if (tools.childElementCount) li.append(tools);
-        }
-        frag.append(li);
-      }
-      list.replaceChildren(frag);
-      this.watchPresence(members.map((m) => m.uid));
-    } catch (err) {
-      showError($('#members-error'), errorText(err));
-    }
-  }
-
-  async memberAction(b) {
-    const li = b.closest('li[data-username]');
-    const rid = this.openRid;
-    try {
-      if (b.dataset.action === 'kick') await this.call('removeUserFromRoom', { rid, username: li.dataset.username });
-      else await this.call(b.dataset.action, { rid, userId: li.dataset.uid });
-      await this.loadMembers();
-    } catch (err) {
-      showError($('#members-error'), errorText(err));
-    }
-  }
-
-  async invite() {
-    const username = $('#invite-user').value.trim().replace(/^@/, '');
-    if (!username) return;
-    try {
-      await this.call('addUserToRoom', { rid: this.openRid, username });
-      $('#invite-user').value = '';
-      showError($('#members-error'), '');
-      await this.loadMembers();
-    } catch (err) {
-      showError($('#members-error'), errorText(err));
-    }
-  }
-
-  async leave() {
-    const rid = this.openRid;
-    try {
-      await this.call('leaveRoom', { rid });
-      this.forgetRoom(rid);
-    } catch (err) {
-      showError($('#members-error'), errorText(err));
-    }
-  }
-
-  async createRoom() {
-    const name = $('#new-room-name').value.trim();
-    const priv = $('#new-room-private').checked;
-    const members = $('#new-room-members').value.split(/[\s,]+/).map((s) => s.replace(/^@/, '')).filter(Boolean);
-    try {
-      const { room } = await this.call(priv ? 'createPrivateGroup' : 'createChannel', { name, members });
-      this.entry({ rid: room.id, t: room.t, roles: ['owner'], unread: 0, userMentions: 0, groupMentions: 0 }, room);
-      this.sidebar.update(room.id);
-      $('#new-room-form').reset();
-      this.toggleNewRoom(false);
-      await this.openRoom(room.id);
-    } catch (err) {
-      showError($('#new-room-error'), errorText(err));
-    }
-  }
-
-  toggleNewRoom(on) {
-    show($('#new-room-form'), on);
-    $('#new-room').setAttribute('aria-expanded', String(on));
-    showError($('#new-room-error'), '');
-    if (on) $('#new-room-name').focus();
-  }
-
-  async openDirect(username) {
-    try {
-      const { room } = await this.call('createDirectMessage', { username });
-      if (!this.rooms.has(room.id)) {
-        this.entry({ rid: room.id, t: 'd', unread: 0, userMentions: 0, groupMentions: 0 }, room);
-        this.sidebar.update(room.id);
-        await this.resolveDmPeers();
-      }
-      $('#new-dm-user').value = '';
-      await this.openRoom(room.id);
-    } catch (err) {
-      showError($('#new-room-error'), errorText(err));
-      show($('#new-room-error'), true);
-    }
-  }
-
-  // ---- administration ---------------------------------------------------------------------------
-
-  async openAdmin() {
-    const root = $('#admin');
-    if (this.admin) {
-      this.closeAdmin();
-      return;
-    }
-    show($('#room'), false);
+  /** Closes every side pane that is shown (the administration takes the room's place). */
+  closeSidePanes() {
     for (const id of PANES) if (!$(`#${id}`).hidden) this.closePane(id);
-    show(root, true);
-    $('#admin-button').setAttribute('aria-pressed', 'true');
-    root.replaceChildren(el('p.muted', { text: 'Loading administration…' }));
-    this.admin = { unmount: null };
-    try {
-      const mod = await import('./admin.js');
-      root.replaceChildren();
-      const ctx = { call: (method, data) => this.call(method, data), me: { ...this.me }, socket: this.conn.socket };
-      const mounted = await mod.mountAdmin(root, ctx);
-      if (this.admin) this.admin.unmount = mounted && typeof mounted.unmount === 'function' ? () => mounted.unmount() : null;
-    } catch (err) {
-      console.warn('admin.js', err);
-      root.replaceChildren(el('p.error', { role: 'alert', text: 'Administration is not available' }));
-    }
   }
 
-  closeAdmin() {
-    if (this.admin && this.admin.unmount) {
-      try {
-        this.admin.unmount();
-      } catch (err) {
-        console.warn('unmount admin', err);
-      }
-    }
-    this.admin = null;
-    $('#admin').replaceChildren();
-    show($('#admin'), false);
-    show($('#room'), true);
-    $('#admin-button').setAttribute('aria-pressed', 'false');
-  }
-
-  // ---- away detection ---------------------------------------------------------------------------
-
-  activity() {
-    clearTimeout(this.awayTimer);
-    if (this.away && this.me) {
-      this.away = false;
-      this.call('UserPresence:online', {}).catch(() => {});
-    }
-    this.awayTimer = setTimeout(() => {
-      if (!this.me) return;
-      this.away = true;
-      this.call('UserPresence:away', {}).catch(() => {});
-    }, AWAY_AFTER_MS);
-  }
-
-  // ---- DOM wiring -----------------------------------------------------------------------------------
+  // ---- DOM wiring (the modules bind their own controls) ---------------------------------------------
 
   bind() {
     $('#login-form').addEventListener('submit', async (e) => {
@@ -1230,7 +611,7 @@ class App {
       }
     });
     $('#logout').addEventListener('click', async () => {
-      this.closeAdmin();
+      this.admin.close();
       document.cookie = 'rc_token=; path=/; max-age=0';
       document.cookie = 'rc_uid=; path=/; max-age=0';
       this.resetState();
@@ -1239,136 +620,13 @@ class App {
       await this.conn.logout();
       this.loggedOut(null);
     });
-    $('#my-status').addEventListener('change', (e) => {
-      this.call('setUserStatus', { status: e.target.value }).catch((err) => console.warn(err));
-    });
-
-    const composer = $('#composer');
-    composer.addEventListener('keydown', (e) => {
-      if (this.mentionKey(e)) return;
-      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-        e.preventDefault();
-        $('#composer-form').requestSubmit();
-      } else if (e.key === 'ArrowUp' && !composer.value && this.timeline) {
-        const m = this.timeline.lastOwn();
-        if (m) {
-          e.preventDefault();
-          this.startEdit(m.id);
-        }
-      }
-    });
-    composer.addEventListener('input', () => {
-      autoGrow(composer);
-      if (composer.value) this.sendTyping(true);
-      else this.sendTyping(false);
-      this.mentionInput();
-    });
-    $('#composer-form').addEventListener('submit', async (e) => {
-      e.preventDefault();
-      const text = composer.value;
-      if (!text.trim()) return;
-      composer.value = '';
-      autoGrow(composer);
-      show($('#mention-list'), false);
-      if (!(await this.send(text))) composer.value = text;
-    });
-    $('#mention-list').addEventListener('mousedown', (e) => {
-      const li = e.target.closest('li[data-username]');
-      if (li) {
-        e.preventDefault();
-        this.pickMention(li.dataset.username);
-      }
-    });
-    $('#upload-input').addEventListener('change', (e) => {
-      const file = e.target.files[0];
-      e.target.value = '';
-      this.upload(file);
-    });
-
-    $('#messages').addEventListener('click', (e) => this.messageClick(e, false));
-    $('#messages').addEventListener('keydown', (e) => logKeys(e));
-    $('#thread-messages').addEventListener('keydown', (e) => logKeys(e));
-    $('#thread-messages').addEventListener('click', (e) => this.messageClick(e, true));
-    const threadBox = $('#thread-composer');
-    threadBox.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-        e.preventDefault();
-        $('#thread-form').requestSubmit();
-      }
-    });
-    $('#thread-form').addEventListener('submit', async (e) => {
-      e.preventDefault();
-      const text = threadBox.value;
-      if (!text.trim() || !this.thread) return;
-      threadBox.value = '';
-      if (!(await this.send(text, this.thread.tmid))) threadBox.value = text;
-    });
-
-    $('#search-input').addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && e.target.value.trim()) {
-        e.preventDefault();
-        this.search(e.target.value.trim());
-      }
-    });
-    $('#search-results').addEventListener('click', (e) => {
-      const li = e.target.closest('li[data-mid]');
-      if (li) this.openSearchResult(li);
-    });
-    $('#search-results').addEventListener('keydown', (e) => {
-      const li = e.target.closest('li[data-mid]');
-      if (li && e.key === 'Enter') this.openSearchResult(li);
-    });
-
-    $('#room-settings').addEventListener('click', () => this.toggleSettings());
-    $('#settings-form').addEventListener('submit', (e) => {
-      e.preventDefault();
-      this.saveSettings();
-    });
-    $('#notify-pref').addEventListener('change', async (e) => {
-      const r = this.rooms.get(this.openRid);
-      try {
-        await this.call('saveNotificationSettings', { rid: this.openRid, desktopNotifications: e.target.value });
-        if (r) r.notify = e.target.value;
-      } catch (err) {
-        showError($('#settings-error'), errorText(err));
-      }
-    });
-    $('#invite-form').addEventListener('submit', (e) => {
-      e.preventDefault();
-      this.invite();
-    });
-    $('#members').addEventListener('click', (e) => {
-      const b = e.target.closest('button[data-action]');
-      if (b) this.memberAction(b);
-    });
-    $('#leave-room').addEventListener('click', () => this.leave());
-
-    $('#new-room').addEventListener('click', () => this.toggleNewRoom($('#new-room-form').hidden));
-    $('#new-room-cancel').addEventListener('click', () => this.toggleNewRoom(false));
-    $('#new-room-form').addEventListener('submit', (e) => {
-      e.preventDefault();
-      this.createRoom();
-    });
-    $('#new-dm-form').addEventListener('submit', (e) => {
-      e.preventDefault();
-      const u = $('#new-dm-user').value.trim().replace(/^@/, '');
-      if (u) this.openDirect(u);
-    });
-    $('#admin-button').addEventListener('click', () => this.openAdmin());
-    $('#enable-notifications').addEventListener('click', async () => {
-      try {
-        await Notification.requestPermission();
-      } finally {
-        this.offerNotifications();
-      }
-    });
 
     for (const b of $$('[data-close]')) {
       b.addEventListener('click', () => this.closePane(b.dataset.close));
     }
     document.addEventListener('keydown', (e) => {
       if (e.key !== 'Escape') return;
-      if (this.picker) return this.closePicker();
+      if (this.messages.picker) return this.messages.closePicker();
       for (const id of ['thread', 'search-pane', 'room-settings-pane', 'new-room-form']) {
         if (!$(`#${id}`).hidden) {
           this.closePane(id);
@@ -1390,106 +648,11 @@ class App {
     window.addEventListener('focus', () => {
       if (this.openRid) this.markRead();
     });
-    for (const ev of ['keydown', 'mousedown', 'mousemove', 'touchstart']) {
-      window.addEventListener(ev, throttle(() => this.activity(), 10000), { passive: true });
-    }
     window.addEventListener('hashchange', () => {
       const rid = decodeURIComponent(location.hash.slice(1));
       if (rid && rid !== this.openRid && this.rooms.has(rid)) this.openRoom(rid);
     });
   }
-
-  /** Shows one side pane (they share the column on the right) and closes the others. */
-  openPane(id) {
-    for (const other of PANES) {
-      if (other === id || $(`#${other}`).hidden) continue;
-      if (other === 'thread') this.closeThread();
-      else show($(`#${other}`), false);
-    }
-    $('#room-settings').setAttribute('aria-expanded', String(id === 'room-settings-pane'));
-    show($(`#${id}`), true);
-  }
-
-  closePane(id) {
-    if (id === 'thread') this.closeThread();
-    else if (id === 'new-room-form') this.toggleNewRoom(false);
-    else {
-      show($(`#${id}`), false);
-      if (id === 'room-settings-pane') $('#room-settings').setAttribute('aria-expanded', 'false');
-    }
-    if (this.openRid) $('#composer').focus();
-  }
-}
-
-/**
- * Keyboard in a message list: Up/Down (or Home/End) move between messages, Enter goes into the
- * focused message's actions, Left/Right move between them, Escape goes back to the message.
- */
-function logKeys(e) {
-  const list = e.currentTarget;
-  const t = e.target;
-  const inBar = t.closest('.msg-actions');
-  if (inBar) {
-    const buttons = [...inBar.querySelectorAll('button')];
-    const i = buttons.indexOf(t);
-    if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
-      e.preventDefault();
-      buttons[(i + (e.key === 'ArrowRight' ? 1 : buttons.length - 1)) % buttons.length].focus();
-    } else if (e.key === 'Escape') {
-      e.preventDefault();
-      e.stopPropagation();
-      t.closest('li.message').focus();
-    }
-    return;
-  }
-  if (t.tagName === 'TEXTAREA' || t.tagName === 'INPUT') return;
-  const items = () => [...list.querySelectorAll(':scope > li.message')];
-  const li = t.closest('li.message');
-  let next = null;
-  if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
-    if (!li) next = e.key === 'ArrowUp' ? list.lastElementChild : list.firstElementChild;
-    else next = e.key === 'ArrowUp' ? li.previousElementSibling : li.nextElementSibling;
-  } else if (e.key === 'Home') next = items()[0];
-  else if (e.key === 'End') next = items().pop();
-  else if (e.key === 'Enter' && li) {
-    const first = li.querySelector('.msg-actions button, .reaction, .thread-link, a');
-    if (first) {
-      e.preventDefault();
-      first.focus();
-    }
-    return;
-  }
-  if (next) {
-    e.preventDefault();
-    next.focus();
-    next.scrollIntoView({ block: 'nearest' });
-  }
-}
-
-function pick(obj, keys) {
-  const out = {};
-  for (const k of keys) if (obj[k] !== undefined) out[k] = obj[k];
-  return out;
-}
-
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function throttle(fn, ms) {
-  let last = 0;
-  return () => {
-    const now = Date.now();
-    if (now - last > ms) {
-      last = now;
-      fn();
-    }
-  };
-}
-
-function autoGrow(box) {
-  box.style.height = 'auto';
-  box.style.height = `${Math.min(box.scrollHeight, 200)}px`;
 }
 
 if (libraryMissing) {

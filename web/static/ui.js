@@ -240,3 +240,22 @@ function actions(m, opts) {
   if (own || opts.canDeleteAny) bar.append(el('button.act-delete', { type: 'button', tabindex: '-1', 'aria-label': 'Delete message' }, 'Delete'));
   return bar;
 }
+
+/** Calls `fn` at most once per `ms` (for events that fire continuously, like mousemove). */
+export function throttle(fn, ms) {
+  let last = 0;
+  return () => {
+    const now = Date.now();
+    if (now - last > ms) {
+      last = now;
+      fn();
+    }
+  };
+}
+
+/** The fields of `obj` named in `keys` that are set. */
+export function pick(obj, keys) {
+  const out = {};
+  for (const k of keys) if (obj[k] !== undefined) out[k] = obj[k];
+  return out;
+}
