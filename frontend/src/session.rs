@@ -138,6 +138,9 @@ where
                 }
                 Flow::Close(code)
             }
+            // Before the socket's reads: a client that never stops sending would otherwise
+            // never be pinged, and socketcluster-client drops an unpinged socket as stale.
+            _ = ping.tick(), if s.handshaken => s.on_ping_tick(),
             // Boxed: a packet's handling (hooks, handlers, upstream calls) is the
             // largest state of this loop, and an idle socket should not carry
             // room for it in its task; one allocation per frame is cheap next to it.
@@ -146,7 +149,6 @@ where
                 Some(item) => { s.on_outgoing(item); Flow::Continue }
                 None => Flow::Gone,
             },
-            _ = ping.tick(), if s.handshaken => s.on_ping_tick(),
             () = &mut handshake_deadline, if !s.handshaken => {
                 s.node.stats.refuse(Refusal::HandshakeTimeout);
                 Flow::Close(codes::HANDSHAKE_TIMEOUT)

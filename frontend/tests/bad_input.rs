@@ -466,6 +466,52 @@ async fn a_client_that_stops_answering_pings_is_closed_with_4001_and_one_that_an
     node.assert_still_serves().await;
 }
 
+/// A socket whose client never stops sending still gets its pings and its deliveries: inbound
+/// frames always being ready must not starve the ping timer (socketcluster-client drops a socket
+/// that goes unpinged for `pingTimeout`, however busy it is) nor its channel's messages.
+#[tokio::test]
+async fn a_client_that_sends_without_pause_is_still_pinged() {
+    let node = node_with(|c| {
+        c.ping_interval = Duration::from_millis(100);
+        c.ping_timeout = Duration::from_secs(5);
+        c.limits.inbound_rate = 1_000_000;
+    })
+    .await;
+    let mut c = Client::handshake(node.json, Codec::Json).await;
+    c.subscribe("flood").await;
+    let (mut sink, mut stream) = c.ws.split();
+    let flood = Duration::from_millis(1000);
+    let writer = tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + flood;
+        let mut sent = 0u64;
+        // Batches of transmits keep the socket's read side always ready; bounded by time and count.
+        let batch = Message::text(
+            serde_json::to_string(&vec![json!({"event": "#publish", "data": {"channel": "flood", "data": 1}}); 64])
+                .unwrap(),
+        );
+        while tokio::time::Instant::now() < until && sent < 2_000_000 {
+            sink.send(batch.clone()).await.expect("flood frame");
+            sent += 64;
+        }
+        (sink, sent)
+    });
+    let (mut pings, mut delivered) = (0, 0u64);
+    let deadline = tokio::time::Instant::now() + flood;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        match &m {
+            Message::Text(t) if t.is_empty() => pings += 1,
+            Message::Text(t) => delivered += t.matches("#publish").count() as u64,
+            Message::Close(frame) => panic!("a busy client was closed: {frame:?}"),
+            _ => {}
+        }
+    }
+    let (_sink, sent) = writer.await.expect("writer");
+    assert!(sent > 10_000, "the flood should keep the socket busy, sent only {sent}");
+    assert!(pings >= 3, "pinged every 100 ms during a 1 s flood of {sent} packets, saw {pings}");
+    assert!(delivered > 0, "its own channel's messages reach it while it floods");
+    node.assert_still_serves().await;
+}
+
 // 12. Batches.
 
 #[tokio::test]
