@@ -193,8 +193,8 @@ async fn a_slack_export_is_imported_with_rooms_members_threads_reactions_edits_a
     assert_eq!(root.ts, 1_704_103_200_000);
     assert_eq!(root.u.username, "alice");
     assert_eq!(root.mentions.iter().map(|m| m.username.as_str()).collect::<Vec<_>>(), ["bob"]);
-    assert_eq!(root.reactions["tada"], vec![bob.id.clone(), carol.id.clone()]);
-    assert_eq!(root.reactions["+1"], vec![bob.id.clone()]);
+    assert_eq!(root.reactions[":tada:"], vec![bob.id.clone(), carol.id.clone()]);
+    assert_eq!(root.reactions[":+1:"], vec![bob.id.clone()]);
     assert_eq!((root.tcount, root.tlm), (2, Some(1_704_103_320_000)));
     let replies = store.thread_messages(&root.id, 0, 10).await.unwrap();
     assert_eq!(

@@ -122,10 +122,10 @@ const SYSTEM = {
   message_pinned: (m) => `${m.u.username} pinned a message`,
 };
 
-/** Text with @mentions and links marked up, built from text nodes (never innerHTML). */
+/** Text with @mentions, links and known `:emoji:` short names marked up, built from text nodes (never innerHTML). */
 export function richText(text, myUsername) {
   const frag = document.createDocumentFragment();
-  const re = /(@[A-Za-z0-9_.-]+|https?:\/\/[^\s<>"]+)/g;
+  const re = /(@[A-Za-z0-9_.-]+|https?:\/\/[^\s<>"]+|:[a-z0-9_+-]+:)/g;
   let last = 0;
   for (const m of text.matchAll(re)) {
     if (m.index > last) frag.append(text.slice(last, m.index));
@@ -134,6 +134,10 @@ export function richText(text, myUsername) {
       const name = tok.slice(1);
       const mine = name === myUsername || name === 'all' || name === 'here';
       frag.append(el(mine ? 'span.mention.mention-me' : 'span.mention', { text: tok }));
+    } else if (tok.startsWith(':')) {
+      // Short names as Slack and Rocket.Chat write them in text; unknown ones stay as typed.
+      const emoji = EMOJI_MAP.get(tok);
+      frag.append(emoji ? el('span.emoji', { text: emoji, title: tok }) : tok);
     } else {
       frag.append(el('a', { href: tok, target: '_blank', rel: 'noopener noreferrer', text: tok }));
     }

@@ -533,21 +533,24 @@ fn plan_messages(
     }
 }
 
-/// Emoji names as our rules allow them (no `.`, no leading `$`, ≤ 64 bytes).
+/// A Slack reaction name (`tada`) as the `:tada:` key live reactions use (clients send Rocket.Chat's
+/// `:name:` form, so a later click on an imported reaction joins it instead of adding a second one),
+/// within our rules (no `.`, no leading `$`, ≤ 64 bytes).
 fn emoji_name(name: &str) -> String {
     let mut e: String = name
+        .trim_matches(':')
         .trim_start_matches('$')
         .replace('.', "_")
         .chars()
         .filter(|c| !c.is_whitespace() && !c.is_control())
         .collect();
-    while e.len() > MAX_EMOJI_BYTES {
+    while e.len() > MAX_EMOJI_BYTES - 2 {
         e.pop();
     }
     if e.is_empty() {
         e.push('_');
     }
-    e
+    format!(":{e}:")
 }
 
 /// A Slack file as an RC-shaped attachment that links to the original (`title_link`); `None` for files
@@ -705,8 +708,8 @@ mod tests {
         assert_eq!(root.id, message_id("C1", "100.000001"));
         assert_eq!(root.ts, 100_000);
         assert_eq!(root.mentions, vec![Mention { id: user_id("U2"), username: "bob".into() }]);
-        assert_eq!(root.reactions["+1"], vec![user_id("U1"), user_id("U2")]);
-        assert_eq!(root.reactions["flag_us"], vec![user_id("U2")]);
+        assert_eq!(root.reactions[":+1:"], vec![user_id("U1"), user_id("U2")]);
+        assert_eq!(root.reactions[":flag_us:"], vec![user_id("U2")]);
         assert_eq!(
             (root.edited_at, root.edited_by.clone(), root.updated_at),
             (Some(150_000), Some(user_id("U1")), 150_000)
@@ -788,8 +791,9 @@ mod tests {
         let c = name_candidates(&"x".repeat(64));
         assert!(c.iter().all(|n| n.len() <= 64));
         assert_eq!(c.len(), 10);
-        assert_eq!(emoji_name("flag.us"), "flag_us");
-        assert_eq!(emoji_name("$x"), "x");
-        assert_eq!(emoji_name("a\u{7}b c"), "abc");
+        assert_eq!(emoji_name("tada"), ":tada:");
+        assert_eq!(emoji_name("flag.us"), ":flag_us:");
+        assert_eq!(emoji_name("$x"), ":x:");
+        assert_eq!(emoji_name("a\u{7}b c"), ":abc:");
     }
 }
