@@ -10,6 +10,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pollUntil } from '../lib/cluster.mjs';
 import { authHeaders, downloadHashed, uploadGenerated } from '../lib/rest.mjs';
 import { ADMIN_USERNAME, ChatClient, ChatCluster, WAIT_MS, roomChannel, userMessages } from '../lib/chat.mjs';
 
@@ -71,6 +72,9 @@ const history = async (who, rid) => (await who.invoke('loadHistory', { rid })).m
 const lastSeq = (messages) => Math.max(...messages.map((m) => m.seq));
 const settingOf = async (who, id) => (await who.invoke('settings.get', {})).settings.find((s) => s._id === id);
 const rolesOf = async (who, perm) => (await who.invoke('permissions.get', {})).permissions.find((p) => p._id === perm).roles;
+/** Waits (bounded) until `probe` holds on `who`'s frontend: a policy change it has reloaded. */
+const reloaded = (who, what, probe) =>
+  pollUntil(async () => ((await probe()) ? { ok: true } : { ok: false, why: 'not yet' }), WAIT_MS, `${who.name}'s frontend to reload the ${what}`);
 
 describe('chat: data survives a restart of every node (one SQLite file)', { timeout: 240_000 }, () => {
   /** Everything recorded before the restart. */
@@ -139,11 +143,15 @@ describe('chat: data survives a restart of every node (one SQLite file)', { time
       before_.upload = { link: att.title_link, sha256: up.sha256, size: UPLOAD_SIZE };
 
       // A setting and a permission changed by the admin, each seen in effect now.
+      // The change reaches the other frontend through `sys/internal` a moment after the admin's
+      // reply: wait until the users' own frontends show it before checking its effect.
       await admin.invoke('settings.set', { _id: 'Message_MaxAllowedSize', value: MAX_MESSAGE });
+      await reloaded(alice, 'Message_MaxAllowedSize setting', async () => (await settingOf(alice, 'Message_MaxAllowedSize'))?.value === MAX_MESSAGE);
       const tooLong = await alice.invokeError('sendMessage', { rid: general.id, msg: 'x'.repeat(MAX_MESSAGE + 1) });
       assert.ok(tooLong.error, JSON.stringify(tooLong));
       before_.tooLongError = tooLong.error;
       await admin.invoke('permissions.update', { permissions: [{ _id: 'create-c', roles: ['admin', 'bot'] }] });
+      await reloaded(bob, 'create-c permission', async () => (await rolesOf(bob, 'create-c')).join() === 'admin,bot');
       const noChannel = await bob.invokeError('createChannel', { name: 'bobs-own' });
       assert.equal(noChannel.error, 'error-not-allowed');
 
