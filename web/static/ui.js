@@ -129,7 +129,8 @@ export function richText(text, myUsername) {
   let last = 0;
   for (const m of text.matchAll(re)) {
     if (m.index > last) frag.append(text.slice(last, m.index));
-    const tok = m[0];
+    // A sentence's full stop after a mention or link is not part of it ("thanks @bob.").
+    const tok = m[0].replace(/\.+$/, '');
     if (tok.startsWith('@')) {
       const name = tok.slice(1);
       const mine = name === myUsername || name === 'all' || name === 'here';
