@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// The file name the page loads the library by, and the file inside the npm package.
 const LIBRARY: &str = "socketcluster-client.min.js";
+/// Where the library's licence is served, beside it.
+const LICENSE: &str = "socketcluster-client.LICENSE.txt";
 /// `npm ci` is given this long (a build without network must not hang).
 const NPM_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -68,6 +70,14 @@ fn main() {
         "    ({LIBRARY:?}, include_bytes!({:?}), \"text/javascript; charset=utf-8\"),\n",
         library.display().to_string()
     ));
+    // The library is MIT-licensed: its notice goes wherever a copy does.
+    let license = library.with_file_name("LICENSE");
+    if bundled && license.is_file() {
+        table.push_str(&format!(
+            "    ({LICENSE:?}, include_bytes!({:?}), \"text/plain; charset=utf-8\"),\n",
+            license.display().to_string()
+        ));
+    }
     table.push_str("];\n");
     table.push_str("/// Whether the real socketcluster-client is embedded (false: a placeholder, npm was missing).\n");
     table.push_str(&format!("pub const CLIENT_LIBRARY_BUNDLED: bool = {bundled};\n"));

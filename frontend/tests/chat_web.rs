@@ -183,6 +183,9 @@ async fn the_socketcluster_client_browser_build_is_embedded() {
         assert!(frontend::chat::web::client_library_bundled(), "npm is here, so the build must bundle the library");
         assert!(r.body.len() > 50_000, "the real library, not the placeholder ({} bytes)", r.body.len());
         assert!(r.text().contains("create"), "the ES module build, which exports create()");
+        let license = get(n.node.json, "/web/socketcluster-client.LICENSE.txt").await;
+        assert_eq!(license.status, 200);
+        assert!(license.text().contains("MIT License"), "the library's licence ships beside it");
     } else {
         eprintln!("npm missing: the placeholder is served");
         assert!(r.text().contains("client library missing"));
