@@ -4,37 +4,11 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use frontend::acl::AllowAll;
-use frontend::chat::{Chat, ChatConfig, SESSION_REVOKED};
-use frontend::Config;
+use frontend::chat::SESSION_REVOKED;
 use protocol::Codec;
 use serde_json::{json, Value};
-use support::{call, call_err, Client, TestNode};
-
-const PW: &str = "correct horse battery";
-
-struct ChatNode {
-    node: TestNode,
-    _chat: Arc<Chat>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> ChatNode {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cc = ChatConfig::new(format!("sqlite:{}", dir.path().join("chat.db").display()));
-    cc.bootstrap_admin = Some(("root".into(), PW.into()));
-    let chat = Chat::start(&cc).await.unwrap();
-    // Raw clients answer pings only while they read, and argon2 in debug builds is slow: a socket that
-    // waits its turn must not time out.
-    let mut config = Config::for_test();
-    config.ping_timeout = Duration::from_secs(60);
-    let node = TestNode::start(config, chat.app(Arc::new(AllowAll))).await;
-    chat.attach(&node.node).await;
-    ChatNode { node, _chat: chat, _dir: dir }
-}
+use support::chat::{create_accounts, expect_removed, start, ChatNode, PW};
+use support::{call, call_err, Client};
 
 struct User {
     c: Client,
@@ -68,9 +42,7 @@ async fn login(n: &ChatNode, username: &str) -> User {
 /// Admin creates the accounts, then each logs in on its own socket.
 async fn users(n: &ChatNode, names: &[&str]) -> Vec<User> {
     let mut admin = login(n, "root").await;
-    for name in names {
-        call(&mut admin.c, "createUser", json!({"username": name, "password": PW})).await;
-    }
+    create_accounts(&mut admin.c, names).await;
     let mut out = Vec::new();
     for name in names {
         out.push(login(n, name).await);
@@ -211,18 +183,7 @@ async fn kick_cuts_the_members_live_subscription() {
     let e = call_err(&mut bob.c, "removeUserFromRoom", json!({"rid": gid, "username": "alice"})).await;
     assert_eq!(e["error"], "error-not-allowed");
     call(&mut alice.c, "removeUserFromRoom", json!({"rid": gid, "username": "bob"})).await;
-    let (mut kicked, mut told) = (false, false);
-    while !(kicked && told) {
-        let p = bob.c.next_matching(|p| p["event"] == "#kickOut" || p["event"] == "#publish").await;
-        if p["event"] == "#kickOut" {
-            assert_eq!(p["data"]["channel"], channel);
-            kicked = true;
-        } else if p["data"]["data"]["type"] == "subscription.changed" {
-            assert_eq!(p["data"]["data"]["action"], "removed");
-            assert_eq!(p["data"]["data"]["rid"], json!(gid));
-            told = true;
-        }
-    }
+    expect_removed(&mut bob.c, &channel, &gid).await;
 
     // Nothing more from the room reaches bob; the marker published after proves it.
     call(&mut alice.c, "sendMessage", json!({"rid": gid, "msg": "after the kick"})).await;

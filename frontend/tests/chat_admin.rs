@@ -7,52 +7,12 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use frontend::acl::AllowAll;
-use frontend::chat::{Chat, ChatConfig, SESSION_REVOKED};
-use frontend::Config;
-use protocol::Codec;
+use frontend::chat::SESSION_REVOKED;
 use serde_json::{json, Value};
-use support::{call, call_err, Client, TestNode};
+use support::chat::{connect, expect_removed, login, start, ChatNode, User, PW};
+use support::{call, call_err, Client};
 
-const PW: &str = "correct horse battery";
 const MISSING: &str = "NoSuchRoom0000000";
-
-struct ChatNode {
-    node: TestNode,
-    _chat: Arc<Chat>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> ChatNode {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cc = ChatConfig::new(format!("sqlite:{}", dir.path().join("chat.db").display()));
-    cc.bootstrap_admin = Some(("root".into(), PW.into()));
-    let chat = Chat::start(&cc).await.unwrap();
-    // Raw clients answer pings only while they read, and argon2 in debug builds is slow.
-    let mut config = Config::for_test();
-    config.ping_timeout = Duration::from_secs(60);
-    let node = TestNode::start(config, chat.app(Arc::new(AllowAll))).await;
-    chat.attach(&node.node).await;
-    ChatNode { node, _chat: chat, _dir: dir }
-}
-
-struct User {
-    c: Client,
-    id: String,
-}
-
-async fn connect(n: &ChatNode) -> Client {
-    Client::handshake(n.node.json, Codec::Json).await
-}
-
-async fn login(n: &ChatNode, username: &str) -> User {
-    let mut c = connect(n).await;
-    let data = call(&mut c, "login", json!({"user": username, "password": PW})).await;
-    User { c, id: data["id"].as_str().unwrap().to_owned() }
-}
 
 /// The admin's socket, after creating `accounts` (`(username, role)`).
 async fn admin_with(n: &ChatNode, accounts: &[(&str, &str)]) -> User {
@@ -134,18 +94,7 @@ async fn erasing_a_room_cuts_every_members_live_subscription() {
     assert_eq!(hidden, missing);
 
     call(&mut alice.c, "eraseRoom", json!({"rid": gid})).await;
-    let (mut kicked, mut told) = (false, false);
-    while !(kicked && told) {
-        let p = bob.c.next_matching(|p| p["event"] == "#kickOut" || p["event"] == "#publish").await;
-        if p["event"] == "#kickOut" {
-            assert_eq!(p["data"]["channel"], channel);
-            kicked = true;
-        } else if p["data"]["data"]["type"] == "subscription.changed" {
-            assert_eq!(p["data"]["data"]["action"], "removed");
-            assert_eq!(p["data"]["data"]["rid"], json!(gid));
-            told = true;
-        }
-    }
+    expect_removed(&mut bob.c, &channel, &gid).await;
     let e = bob.c.invoke("#subscribe", json!({"channel": channel})).await;
     assert_eq!(e["error"]["error"], "error-not-found");
     let e = call_err(&mut admin.c, "getRoomInfo", json!({"rid": gid})).await;

@@ -10,64 +10,26 @@ use std::time::Duration;
 
 use chat::integration::Backoff;
 use chat::integration::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use frontend::acl::AllowAll;
-use frontend::chat::{Chat, ChatConfig};
-use frontend::Config;
 use protocol::Codec;
 use serde_json::{json, Value};
-use support::{call, call_err, Client, TestNode};
+use support::chat::{admin_and_users, login, ChatNode};
+use support::{call, call_err, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-const PW: &str = "correct horse battery";
 
 /// The tests of this file run one at a time: each hashes several passwords (argon2, slow in debug
 /// builds), and on a loaded machine parallel hashing pushes single replies past the client's wait.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct ChatNode {
-    node: TestNode,
-    _chat: Arc<Chat>,
-    _dir: tempfile::TempDir,
-}
-
+/// A chat node whose webhooks retry fast; `allow_private_targets` switches off the guard against
+/// loopback targets (the test receivers listen on 127.0.0.1).
 async fn start_with(allow_private_targets: bool) -> ChatNode {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cc = ChatConfig::new(format!("sqlite:{}", dir.path().join("chat.db").display()));
-    cc.bootstrap_admin = Some(("root".into(), PW.into()));
-    cc.webhooks.allow_private_targets = allow_private_targets;
-    cc.webhooks.backoff = Backoff { base: Duration::from_millis(20), max: Duration::from_millis(100) };
-    cc.webhooks.timeout = Duration::from_secs(5);
-    let chat = Chat::start(&cc).await.unwrap();
-    let mut config = Config::for_test();
-    config.ping_timeout = Duration::from_secs(60);
-    let node = TestNode::start(config, chat.app(Arc::new(AllowAll))).await;
-    chat.attach(&node.node).await;
-    ChatNode { node, _chat: chat, _dir: dir }
-}
-
-struct User {
-    c: Client,
-    id: String,
-}
-
-async fn login(n: &ChatNode, username: &str) -> User {
-    let mut c = Client::handshake(n.node.json, Codec::Json).await;
-    let data = call(&mut c, "login", json!({"user": username, "password": PW})).await;
-    User { c, id: data["id"].as_str().unwrap().to_owned() }
-}
-
-/// Admin creates the accounts, then each logs in on its own socket.
-async fn users(n: &ChatNode, names: &[&str]) -> (User, Vec<User>) {
-    let mut admin = login(n, "root").await;
-    for name in names {
-        call(&mut admin.c, "createUser", json!({"username": name, "password": PW})).await;
-    }
-    let mut out = Vec::new();
-    for name in names {
-        out.push(login(n, name).await);
-    }
-    (admin, out)
+    support::chat::start_with(|cc| {
+        cc.webhooks.allow_private_targets = allow_private_targets;
+        cc.webhooks.backoff = Backoff { base: Duration::from_millis(20), max: Duration::from_millis(100) };
+        cc.webhooks.timeout = Duration::from_secs(5);
+    })
+    .await
 }
 
 /// The next `presence` event on `presence/<uid>`.
@@ -81,7 +43,7 @@ async fn next_presence(c: &mut Client, uid: &str) -> Value {
 async fn a_watcher_sees_a_user_go_online_away_busy_and_offline_when_the_last_socket_closes() {
     let _serial = SERIAL.lock().await;
     let n = start_with(false).await;
-    let (_admin, mut us) = users(&n, &["alice", "bob"]).await;
+    let (_admin, mut us) = admin_and_users(&n, &["alice", "bob"]).await;
     let bob = us.pop().unwrap();
     let alice = us.pop().unwrap();
     let alice_id = alice.id.clone();
@@ -135,7 +97,7 @@ async fn a_watcher_sees_a_user_go_online_away_busy_and_offline_when_the_last_soc
 async fn presence_channels_need_a_login_and_refuse_client_publishes() {
     let _serial = SERIAL.lock().await;
     let n = start_with(false).await;
-    let (mut admin, _) = users(&n, &[]).await;
+    let (mut admin, _) = admin_and_users(&n, &[]).await;
     let mut anon = Client::handshake(n.node.json, Codec::Json).await;
     let r = anon.invoke("#subscribe", json!({"channel": format!("presence/{}", admin.id)})).await;
     assert_eq!(r["error"]["error"], "error-unauthorized", "{r}");
@@ -154,7 +116,7 @@ async fn presence_channels_need_a_login_and_refuse_client_publishes() {
 async fn typing_reaches_members_is_refused_to_non_members_and_is_rate_bounded() {
     let _serial = SERIAL.lock().await;
     let n = start_with(false).await;
-    let (_admin, mut us) = users(&n, &["alice", "bob", "eve"]).await;
+    let (_admin, mut us) = admin_and_users(&n, &["alice", "bob", "eve"]).await;
     let mut eve = us.pop().unwrap();
     let mut bob = us.pop().unwrap();
     let mut alice = us.pop().unwrap();
@@ -253,7 +215,7 @@ async fn history_until(admin: &mut Client, id: &str, done: impl Fn(&Value) -> bo
 async fn outgoing_webhooks_are_signed_and_retried_with_their_history_recorded() {
     let _serial = SERIAL.lock().await;
     let n = start_with(true).await;
-    let (mut admin, mut us) = users(&n, &["alice", "hookbot"]).await;
+    let (mut admin, mut us) = admin_and_users(&n, &["alice", "hookbot"]).await;
     let _bot = us.pop().unwrap();
     let mut alice = us.pop().unwrap();
     let room = call(&mut alice.c, "createChannel", json!({"name": "builds"})).await;
@@ -310,7 +272,7 @@ async fn outgoing_webhooks_are_signed_and_retried_with_their_history_recorded() 
 async fn the_guard_refuses_a_private_target_when_on() {
     let _serial = SERIAL.lock().await;
     let n = start_with(false).await;
-    let (mut admin, mut us) = users(&n, &["alice", "hookbot"]).await;
+    let (mut admin, mut us) = admin_and_users(&n, &["alice", "hookbot"]).await;
     let mut alice = us.remove(0);
     let room = call(&mut alice.c, "createChannel", json!({"name": "general"})).await;
     let rid = room["room"]["id"].as_str().unwrap().to_owned();
@@ -349,7 +311,7 @@ async fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, 
 async fn an_incoming_webhook_posts_into_the_room_and_a_wrong_token_is_not_found() {
     let _serial = SERIAL.lock().await;
     let n = start_with(false).await;
-    let (mut admin, mut us) = users(&n, &["alice", "hookbot"]).await;
+    let (mut admin, mut us) = admin_and_users(&n, &["alice", "hookbot"]).await;
     let mut alice = us.remove(0);
     let room = call(&mut alice.c, "createChannel", json!({"name": "alerts", "members": ["hookbot"]})).await;
     let rid = room["room"]["id"].as_str().unwrap().to_owned();

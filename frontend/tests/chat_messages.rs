@@ -6,59 +6,17 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use frontend::acl::AllowAll;
-use frontend::chat::{Chat, ChatConfig};
-use frontend::Config;
 use protocol::Codec;
 use serde_json::{json, Value};
-use support::{call, call_err, Client, TestNode};
-
-const PW: &str = "correct horse battery";
-
-struct ChatNode {
-    node: TestNode,
-    chat: Arc<Chat>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> ChatNode {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cc = ChatConfig::new(format!("sqlite:{}", dir.path().join("chat.db").display()));
-    cc.bootstrap_admin = Some(("root".into(), PW.into()));
-    let chat = Chat::start(&cc).await.unwrap();
-    // Raw clients answer pings only while they read, and argon2 in debug builds is slow.
-    let mut config = Config::for_test();
-    config.ping_timeout = Duration::from_secs(60);
-    let node = TestNode::start(config, chat.app(Arc::new(AllowAll))).await;
-    chat.attach(&node.node).await;
-    ChatNode { node, chat, _dir: dir }
-}
-
-struct User {
-    c: Client,
-    id: String,
-}
-
-async fn login(n: &ChatNode, username: &str) -> User {
-    let mut c = Client::handshake(n.node.json, Codec::Json).await;
-    let data = call(&mut c, "login", json!({"user": username, "password": PW})).await;
-    User { c, id: data["id"].as_str().unwrap().to_owned() }
-}
+use support::chat::{admin_and_users, start, ChatNode, User, PW};
+use support::{call, call_err, Client};
 
 /// The admin (first) and the named users, each logged in on its own socket.
 async fn users(n: &ChatNode, names: &[&str]) -> Vec<User> {
-    let mut admin = login(n, "root").await;
-    for name in names {
-        call(&mut admin.c, "createUser", json!({"username": name, "password": PW})).await;
-    }
-    let mut out = vec![admin];
-    for name in names {
-        out.push(login(n, name).await);
-    }
-    out
+    let (admin, rest) = admin_and_users(n, names).await;
+    std::iter::once(admin).chain(rest).collect()
 }
 
 fn id(v: &Value) -> String {

@@ -7,60 +7,26 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use frontend::acl::AllowAll;
-use frontend::chat::{Chat, ChatConfig};
-use frontend::Config;
 use protocol::Codec;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::{Client, TestNode};
+use support::chat::{ChatNode, PW};
+use support::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const PW: &str = "correct horse battery";
 const WAIT: Duration = Duration::from_secs(60);
 
-struct ChatNode {
-    node: TestNode,
-    chat: Arc<Chat>,
-    dir: tempfile::TempDir,
-}
-
-impl ChatNode {
-    fn addr(&self) -> SocketAddr {
-        self.node.json
-    }
-
-    fn uploads(&self) -> PathBuf {
-        self.dir.path().join("uploads")
-    }
-
-    async fn set(&self, key: &str, value: Value) {
-        self.chat.service().set_setting_as_operator(key, value).await.unwrap();
-    }
-}
-
 async fn start_with(max_body: usize) -> ChatNode {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cc = ChatConfig::new(format!("sqlite:{}", dir.path().join("chat.db").display()));
-    cc.bootstrap_admin = Some(("root".into(), PW.into()));
-    cc.rest_max_body_bytes = max_body;
-    let chat = Chat::start(&cc).await.unwrap();
-    let mut config = Config::for_test();
-    config.ping_timeout = Duration::from_secs(60);
-    let node = TestNode::start(config, chat.app(Arc::new(AllowAll))).await;
-    chat.attach(&node.node).await;
-    ChatNode { node, chat, dir }
+    support::chat::start_with(|cc| cc.rest_max_body_bytes = max_body).await
 }
 
 async fn start() -> ChatNode {
     start_with(frontend::chat::rest::DEFAULT_MAX_BODY_BYTES).await
 }
 
-/// A response: status, lower-cased headers, body.
 struct Resp {
     status: u16,
     headers: Vec<(String, String)>,

@@ -7,32 +7,22 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use frontend::acl::AllowAll;
 use frontend::chat::web::WebSource;
-use frontend::chat::{Chat, ChatConfig};
-use frontend::Config;
-use support::TestNode;
+use support::chat::{start_with, ChatNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-struct WebNode {
-    node: TestNode,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(web: WebSource) -> WebNode {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cc = ChatConfig::new(format!("sqlite:{}", dir.path().join("chat.db").display()));
-    cc.web = web;
-    let chat = Chat::start(&cc).await.unwrap();
-    let node = TestNode::start(Config::for_test(), chat.app(Arc::new(AllowAll))).await;
-    chat.attach(&node.node).await;
-    WebNode { node, _dir: dir }
+/// A chat node serving `web`; no admin account, as no test here logs in.
+async fn start(web: WebSource) -> ChatNode {
+    start_with(|cc| {
+        cc.bootstrap_admin = None;
+        cc.web = web;
+    })
+    .await
 }
 
 struct Resp {

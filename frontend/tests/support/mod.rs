@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod chat;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
