@@ -10,12 +10,13 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::ops::{get_message, get_room, Ctx};
+use super::ops::{get_message, get_room, insert_room_row, insert_subscription_row, insert_user_row, Ctx};
 use super::rows::{i, to_json};
 use crate::ids::{now_ms, MessageId, Millis, RoomId, UserId};
-use crate::room::Subscription;
+use crate::room::{Room, Subscription};
 use crate::store::{ImportBatch, ImportOutcome, ImportProgress};
 use crate::unread::{ReadState, RoomCounters};
+use crate::user::User;
 use crate::{ChatError, Result};
 
 const OP: &str = "import";
@@ -77,23 +78,9 @@ fn import_in_transaction(
         if taken {
             return Err(ChatError::Conflict { what: "username or email" });
         }
-        tx.execute(
-            "INSERT INTO users (id, username, username_lower, name, email, email_lower, kind, roles, active, \
-             password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?10)",
-            params![
-                u.id.as_str(),
-                u.username,
-                lower,
-                u.name,
-                u.email,
-                email_lower,
-                u.kind.as_str(),
-                to_json(&u.roles),
-                u.active,
-                now
-            ],
-        )
-        .ctx(OP)?;
+        // The store stamps the account's creation (the plan leaves it at 0).
+        let user = User { created_at: now, updated_at: now, ..u.clone() };
+        insert_user_row(&tx, &user, None).ctx(OP)?;
         out.users += 1;
     }
 
@@ -113,31 +100,15 @@ fn import_in_transaction(
         if taken {
             return Err(ChatError::Conflict { what: "room name" });
         }
-        tx.execute(
-            "INSERT INTO rooms (id, t, name, name_lower, fname, topic, description, announcement, creator, dm_key, \
-             read_only, react_when_read_only, archived, is_default, users_count, msg_count, root_count, \
-             last_message_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, 0, 0, NULL, ?15, ?16)",
-            params![
-                r.id.as_str(),
-                r.t.as_str(),
-                r.name,
-                name_lower,
-                r.fname,
-                r.topic,
-                r.description,
-                r.announcement,
-                r.creator.as_str(),
-                r.dm_key,
-                r.read_only,
-                r.react_when_read_only,
-                r.archived,
-                r.default,
-                r.created_at,
-                now
-            ],
-        )
-        .ctx(OP)?;
+        // Counters start at zero (the messages below add to them) and `users_count` is recounted.
+        let room = Room {
+            users_count: 0,
+            counters: RoomCounters::default(),
+            last_message_at: None,
+            updated_at: now,
+            ..r.clone()
+        };
+        insert_room_row(&tx, &room).ctx(OP)?;
         out.rooms += 1;
     }
 
@@ -294,26 +265,7 @@ fn insert_member(tx: &Connection, s: &Subscription, counters: RoomCounters, now:
     if exists {
         return Ok(false);
     }
-    let read = ReadState::caught_up(counters);
-    tx.execute(
-        "INSERT INTO subscriptions (rid, uid, username, t, roles, is_owner, joined_at, open, read_msg_count, \
-         read_root_count, last_read_seq, user_mentions, group_mentions, favorite, notify, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, 0, 0, 0, ?11, ?12)",
-        params![
-            s.rid.as_str(),
-            s.uid.as_str(),
-            s.username,
-            s.t.as_str(),
-            to_json(&s.roles),
-            s.is_owner(),
-            s.joined_at,
-            i(read.read_msg_count),
-            i(read.read_root_count),
-            i(read.last_read_seq),
-            s.notify.as_str(),
-            now
-        ],
-    )
-    .ctx(OP)?;
+    let sub = Subscription { read: ReadState::caught_up(counters), updated_at: now, ..s.clone() };
+    insert_subscription_row(tx, &sub).ctx(OP)?;
     Ok(true)
 }

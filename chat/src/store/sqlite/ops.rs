@@ -68,25 +68,32 @@ pub fn create_user(conn: &mut Connection, new: NewUser) -> Result<User> {
         created_at: now,
         updated_at: now,
     };
+    insert_user_row(&tx, &user, new.password_hash.as_deref()).ctx(OP)?;
+    tx.commit().ctx(OP)?;
+    Ok(user)
+}
+
+/// Writes a new `users` row (sign-up and import share it; the caller checked the name is free).
+pub(super) fn insert_user_row(tx: &Connection, user: &User, password_hash: Option<&str>) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO users (id, username, username_lower, name, email, email_lower, kind, roles, active, \
-         password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?10)",
+         password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             user.id.as_str(),
             user.username,
-            lower,
+            user.username.to_lowercase(),
             user.name,
             user.email,
-            email_lower,
+            user.email.as_ref().map(|e| e.to_lowercase()),
             user.kind.as_str(),
             to_json(&user.roles),
-            new.password_hash,
-            now
+            user.active,
+            password_hash,
+            user.created_at,
+            user.updated_at
         ],
-    )
-    .ctx(OP)?;
-    tx.commit().ctx(OP)?;
-    Ok(user)
+    )?;
+    Ok(())
 }
 
 fn user_where(conn: &Connection, clause: &str, arg: &str) -> Result<Option<User>> {
@@ -349,24 +356,7 @@ pub fn create_room(conn: &mut Connection, new: NewRoom) -> Result<Created<Room>>
         created_at: now,
         updated_at: now,
     };
-    tx.execute(
-        "INSERT INTO rooms (id, t, name, name_lower, fname, topic, description, announcement, creator, dm_key, \
-         read_only, react_when_read_only, archived, is_default, users_count, msg_count, root_count, last_message_at, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, '', '', '', ?6, ?7, ?8, 0, 0, 0, ?9, 0, 0, NULL, ?10, ?10)",
-        params![
-            room.id.as_str(),
-            room.t.as_str(),
-            room.name,
-            name_lower,
-            room.fname,
-            room.creator.as_str(),
-            room.dm_key,
-            room.read_only,
-            i(room.users_count),
-            now
-        ],
-    )
-    .ctx(OP)?;
+    insert_room_row(&tx, &room).ctx(OP)?;
     for user in &people {
         let roles = if user.id == new.creator { creator_roles(room.t) } else { Vec::new() };
         insert_subscription(&tx, &room, user, roles, now)?;
@@ -383,10 +373,49 @@ fn insert_subscription(
     now: Millis,
 ) -> Result<Subscription> {
     let sub = Subscription::new_member(room, user, roles, now);
+    insert_subscription_row(tx, &sub).ctx("insert_subscription")?;
+    Ok(sub)
+}
+
+/// Writes a new `rooms` row from every field of `room` (creation and import share it).
+pub(super) fn insert_room_row(tx: &Connection, room: &Room) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO rooms (id, t, name, name_lower, fname, topic, description, announcement, creator, dm_key, \
+         read_only, react_when_read_only, archived, is_default, users_count, msg_count, root_count, last_message_at, \
+         created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        params![
+            room.id.as_str(),
+            room.t.as_str(),
+            room.name,
+            room.name.as_ref().map(|n| n.to_lowercase()),
+            room.fname,
+            room.topic,
+            room.description,
+            room.announcement,
+            room.creator.as_str(),
+            room.dm_key,
+            room.read_only,
+            room.react_when_read_only,
+            room.archived,
+            room.default,
+            i(room.users_count),
+            i(room.counters.msg_count),
+            i(room.counters.root_count),
+            room.last_message_at,
+            room.created_at,
+            room.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes a new membership row: open, no mentions, not a favourite (joining and import share it).
+pub(super) fn insert_subscription_row(tx: &Connection, sub: &Subscription) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO subscriptions (rid, uid, username, t, roles, is_owner, joined_at, open, read_msg_count, \
          read_root_count, last_read_seq, user_mentions, group_mentions, favorite, notify, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, 0, 0, 0, ?11, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, 0, 0, 0, ?11, ?12)",
         params![
             sub.rid.as_str(),
             sub.uid.as_str(),
@@ -394,15 +423,15 @@ fn insert_subscription(
             sub.t.as_str(),
             to_json(&sub.roles),
             sub.is_owner(),
-            now,
+            sub.joined_at,
             i(sub.read.read_msg_count),
             i(sub.read.read_root_count),
             i(sub.read.last_read_seq),
-            sub.notify.as_str()
+            sub.notify.as_str(),
+            sub.updated_at
         ],
-    )
-    .ctx("insert_subscription")?;
-    Ok(sub)
+    )?;
+    Ok(())
 }
 
 pub fn rooms_for_user(conn: &Connection, user: &UserId, since: Option<Millis>) -> Result<Vec<Room>> {
