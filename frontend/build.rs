@@ -1,7 +1,7 @@
 //! Embeds the browser chat client (`web/static/**` plus the pinned `socketcluster-client` browser build)
 //! into the binary, so every frontend serves it without files on disk.
 //!
-//! Writes `$OUT_DIR/web_assets.rs`: `WEB_ASSETS`, a table of `(path, bytes, content type)` with the
+//! Writes `$OUT_DIR/web_assets.rs`: `WEB_ASSETS`, a table of `(path, bytes)` with the
 //! bytes taken by `include_bytes!`, and `CLIENT_LIBRARY_BUNDLED`. The library comes from npm: the
 //! package files are copied into `$OUT_DIR/web-npm` and `npm ci` runs there (never in the source tree);
 //! a copy whose lock file is unchanged is reused. Without npm (or when it fails) a small placeholder
@@ -54,29 +54,20 @@ fn main() {
         }
     };
 
-    let mut table = String::from("/// Every file of the web client: (path under `/web/`, bytes, content type).\n");
-    table.push_str("pub static WEB_ASSETS: &[(&str, &[u8], &str)] = &[\n");
+    // Content types are derived from the names where the files are served (`chat::web`).
+    let mut table = String::from("/// Every file of the web client: (path under `/web/`, bytes).\n");
+    table.push_str("pub static WEB_ASSETS: &[(&str, &[u8])] = &[\n");
     for (name, path) in &files {
         if name == LIBRARY {
             continue; // the bundled library wins over a file of the same name
         }
-        table.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?}), {:?}),\n",
-            path.display().to_string(),
-            content_type(name)
-        ));
+        table.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", path.display().to_string()));
     }
-    table.push_str(&format!(
-        "    ({LIBRARY:?}, include_bytes!({:?}), \"text/javascript; charset=utf-8\"),\n",
-        library.display().to_string()
-    ));
+    table.push_str(&format!("    ({LIBRARY:?}, include_bytes!({:?})),\n", library.display().to_string()));
     // The library is MIT-licensed: its notice goes wherever a copy does.
     let license = library.with_file_name("LICENSE");
     if bundled && license.is_file() {
-        table.push_str(&format!(
-            "    ({LICENSE:?}, include_bytes!({:?}), \"text/plain; charset=utf-8\"),\n",
-            license.display().to_string()
-        ));
+        table.push_str(&format!("    ({LICENSE:?}, include_bytes!({:?})),\n", license.display().to_string()));
     }
     table.push_str("];\n");
     table.push_str("/// Whether the real socketcluster-client is embedded (false: a placeholder, npm was missing).\n");
@@ -103,21 +94,6 @@ fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) {
             let abs = fs::canonicalize(&path).unwrap_or(path);
             out.push((rel, abs));
         }
-    }
-}
-
-fn content_type(name: &str) -> &'static str {
-    match name.rsplit_once('.').map(|(_, e)| e) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("js" | "mjs") => "text/javascript; charset=utf-8",
-        Some("json") => "application/json",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        Some("ico") => "image/x-icon",
-        Some("txt" | "md") => "text/plain; charset=utf-8",
-        Some("woff2") => "font/woff2",
-        _ => "application/octet-stream",
     }
 }
 

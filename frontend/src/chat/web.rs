@@ -58,7 +58,7 @@ pub fn client_library_bundled() -> bool {
 /// The embedded file `name` (relative to `web/static/`) and its content type.
 #[must_use]
 pub fn embedded(name: &str) -> Option<(&'static [u8], &'static str)> {
-    WEB_ASSETS.iter().find(|(n, _, _)| *n == name).map(|(_, bytes, ct)| (*bytes, *ct))
+    WEB_ASSETS.iter().find(|(n, _)| *n == name).map(|(_, bytes)| (*bytes, content_type(name)))
 }
 
 /// Whether `path` is one of the client's routes (`/`, `/index.html`, `/web/…`).
@@ -84,6 +84,7 @@ fn file_name(path: &str) -> Option<String> {
     decoded.split('/').all(safe).then_some(decoded)
 }
 
+/// The content type served for a file of the client, by its extension (embedded or on disk).
 fn content_type(name: &str) -> &'static str {
     match name.rsplit_once('.').map(|(_, e)| e) {
         Some("html") => "text/html; charset=utf-8",
@@ -108,7 +109,7 @@ fn etag(bytes: &[u8]) -> String {
 /// ETags of the embedded files, computed once.
 fn embedded_etag(name: &str) -> Option<&'static str> {
     static TAGS: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
-    let tags = TAGS.get_or_init(|| WEB_ASSETS.iter().map(|(n, bytes, _)| (*n, etag(bytes))).collect());
+    let tags = TAGS.get_or_init(|| WEB_ASSETS.iter().map(|(n, bytes)| (*n, etag(bytes))).collect());
     tags.iter().find(|(n, _)| *n == name).map(|(_, t)| t.as_str())
 }
 
@@ -222,7 +223,7 @@ mod tests {
     #[test]
     fn every_file_the_client_refers_to_is_embedded() {
         let mut missing = Vec::new();
-        for (name, bytes, _) in WEB_ASSETS.iter().filter(|(n, _, _)| n.ends_with(".js") || *n == INDEX) {
+        for (name, bytes) in WEB_ASSETS.iter().filter(|(n, _)| n.ends_with(".js") || *n == INDEX) {
             if *name == "socketcluster-client.min.js" {
                 continue;
             }
