@@ -10,9 +10,12 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::ops::{get_message, get_room, insert_room_row, insert_subscription_row, insert_user_row, Ctx};
+use super::ops::{
+    get_message, get_room, insert_message_row, insert_room_row, insert_subscription_row, insert_user_row, Ctx,
+};
 use super::rows::{i, to_json};
 use crate::ids::{now_ms, MessageId, Millis, RoomId, UserId};
+use crate::message::Message;
 use crate::room::{Room, Subscription};
 use crate::store::{ImportBatch, ImportOutcome, ImportProgress};
 use crate::unread::{ReadState, RoomCounters};
@@ -122,20 +125,12 @@ fn import_in_transaction(
         }
     }
 
+    let total = batch.messages.len() as u64;
     let mut roots: HashMap<MessageId, RootState> = HashMap::new();
     let mut inserted: HashSet<MessageId> = HashSet::new();
     {
         let mut exists = tx.prepare_cached("SELECT EXISTS(SELECT 1 FROM messages WHERE id = ?1)").ctx(OP)?;
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO messages (id, rid, seq, author_id, author_username, author_name, msg, t, ts, updated_at, \
-                 edited_at, edited_by, tmid, tshow, timeline, tcount, tlm, replies, mentions, group_mention, \
-                 reactions, pinned, pinned_at, pinned_by, attachments, client_msg_id, deleted_at) VALUES (?1, ?2, ?3, \
-                 ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, NULL, '[]', ?15, ?16, ?17, 0, NULL, NULL, \
-                 ?18, NULL, NULL)",
-            )
-            .ctx(OP)?;
-        for (k, m) in batch.messages.iter().enumerate() {
+        for (k, m) in batch.messages.into_iter().enumerate() {
             if k % PROGRESS_EVERY == 0 {
                 progress(k as u64);
             }
@@ -166,33 +161,26 @@ fn import_in_transaction(
             }
             let seq = state.now.assign(m.timeline);
             state.last_message_at = Some(state.last_message_at.map_or(m.ts, |t| t.max(m.ts)));
-            insert
-                .execute(params![
-                    m.id.as_str(),
-                    m.rid.as_str(),
-                    i(seq),
-                    m.u.id.as_str(),
-                    m.u.username,
-                    m.u.name,
-                    m.msg,
-                    m.ts,
-                    m.updated_at,
-                    m.edited_at,
-                    m.edited_by.as_ref().map(UserId::as_str),
-                    m.tmid.as_ref().map(MessageId::as_str),
-                    m.tshow,
-                    m.timeline,
-                    to_json(&m.mentions),
-                    m.group_mention,
-                    to_json(&m.reactions),
-                    to_json(&m.attachments)
-                ])
-                .ctx(OP)?;
-            inserted.insert(m.id.clone());
-            out.messages.push(m.id.clone());
+            // What the store computes (seq, thread counters) or a fresh message lacks (pins, a client id).
+            let row = Message {
+                seq,
+                t: None,
+                tcount: 0,
+                tlm: None,
+                replies: Vec::new(),
+                pinned: false,
+                pinned_at: None,
+                pinned_by: None,
+                client_msg_id: None,
+                deleted_at: None,
+                ..m
+            };
+            insert_message_row(&tx, &row).ctx(OP)?;
+            inserted.insert(row.id.clone());
+            out.messages.push(row.id);
         }
     }
-    progress(batch.messages.len() as u64);
+    progress(total);
 
     for (id, root) in &roots {
         tx.execute(

@@ -2,6 +2,8 @@
 //! transaction. They run only on the store's worker thread (see `mod.rs`), which also serializes them,
 //! so a read-check-write inside a transaction cannot race another writer of this process.
 
+use std::sync::LazyLock;
+
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::rows::{self, i, to_json, MSG_COLS, ROOM_COLS, SESSION_COLS, SUB_COLS, SUB_COL_COUNT, USER_COLS};
@@ -871,43 +873,7 @@ pub fn insert_message(conn: &mut Connection, new: NewMessage) -> Result<Created<
         client_msg_id: new.client_msg_id,
         deleted_at: None,
     };
-    tx.execute(
-        &format!(
-            "INSERT INTO messages ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-             ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
-            MSG_COLS.replace("m.", "")
-        ),
-        params![
-            msg.id.as_str(),
-            msg.rid.as_str(),
-            i(msg.seq),
-            msg.u.id.as_str(),
-            msg.u.username,
-            msg.u.name,
-            msg.msg,
-            msg.t.map(|t| t.as_str()),
-            msg.ts,
-            msg.updated_at,
-            msg.edited_at,
-            msg.edited_by.as_ref().map(UserId::as_str),
-            msg.tmid.as_ref().map(MessageId::as_str),
-            msg.tshow,
-            msg.timeline,
-            i(msg.tcount),
-            msg.tlm,
-            to_json(&msg.replies),
-            to_json(&msg.mentions),
-            msg.group_mention,
-            to_json(&msg.reactions),
-            msg.pinned,
-            msg.pinned_at,
-            msg.pinned_by.as_ref().map(UserId::as_str),
-            to_json(&msg.attachments),
-            msg.client_msg_id,
-            msg.deleted_at
-        ],
-    )
-    .ctx(OP)?;
+    insert_message_row(&tx, &msg).ctx(OP)?;
     if let Some(mut root) = root {
         root.tcount += 1;
         root.tlm = Some(now);
@@ -948,6 +914,48 @@ pub fn insert_message(conn: &mut Connection, new: NewMessage) -> Result<Created<
     }
     tx.commit().ctx(OP)?;
     Ok(Created { value: msg, created: true })
+}
+
+/// Writes a new `messages` row from every field of `msg` (posting and import share it; a cached
+/// statement, since an import writes thousands in a row).
+pub(super) fn insert_message_row(tx: &Connection, msg: &Message) -> rusqlite::Result<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO messages ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+             ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+            MSG_COLS.replace("m.", "")
+        )
+    });
+    tx.prepare_cached(&SQL)?.execute(params![
+        msg.id.as_str(),
+        msg.rid.as_str(),
+        i(msg.seq),
+        msg.u.id.as_str(),
+        msg.u.username,
+        msg.u.name,
+        msg.msg,
+        msg.t.map(|t| t.as_str()),
+        msg.ts,
+        msg.updated_at,
+        msg.edited_at,
+        msg.edited_by.as_ref().map(UserId::as_str),
+        msg.tmid.as_ref().map(MessageId::as_str),
+        msg.tshow,
+        msg.timeline,
+        i(msg.tcount),
+        msg.tlm,
+        to_json(&msg.replies),
+        to_json(&msg.mentions),
+        msg.group_mention,
+        to_json(&msg.reactions),
+        msg.pinned,
+        msg.pinned_at,
+        msg.pinned_by.as_ref().map(UserId::as_str),
+        to_json(&msg.attachments),
+        msg.client_msg_id,
+        msg.deleted_at
+    ])?;
+    Ok(())
 }
 
 /// Writes every mutable field of a stored message.
